@@ -68,11 +68,11 @@ struct dpo_inputs {
 /// Outputs, (B) each; any may be empty (not written).
 template <class T>
 struct dpo_outputs {
-  vector_view<T> dpolicy_chosen{};  ///< ∂L/∂π_c of the batch-mean loss (overwritten)
-  vector_view<T> dpolicy_rejected{};///< ∂L/∂π_r of the batch-mean loss (overwritten)
-  vector_view<T> losses{};          ///< per-example ℓ_i (TRL's return value)
-  vector_view<T> chosen_rewards{};  ///< β(π_c − ref_c)
-  vector_view<T> rejected_rewards{};///< β(π_r − ref_r)
+  vector_view<T> dpolicy_chosen{};    ///< ∂L/∂π_c of the batch-mean loss (overwritten)
+  vector_view<T> dpolicy_rejected{};  ///< ∂L/∂π_r of the batch-mean loss (overwritten)
+  vector_view<T> losses{};            ///< per-example ℓ_i (TRL's return value)
+  vector_view<T> chosen_rewards{};    ///< β(π_c − ref_c)
+  vector_view<T> rejected_rewards{};  ///< β(π_r − ref_r)
 };
 
 /// Batch statistics (TRL's logged metrics: rewards/chosen, rewards/rejected, rewards/accuracies,
