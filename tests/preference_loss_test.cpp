@@ -169,6 +169,9 @@ TEST_CASE("pairwise_preference_loss: gradients match central finite differences"
 }
 
 TEST_CASE_TEMPLATE("pairwise_preference_loss: reward gaps of +-1e4 stay finite in both forms", T, float, double) {
+  // The references differ here: OpenRLHF LogExpLoss evaluates log(1 + exp(r_r - r_c)) literally,
+  // which is inf for r_r - r_c = 2e4 (with a NaN gradient). Ours is the stable softplus in both
+  // forms: finite, and equal to the log-sigmoid form.
   std::vector<T> chosen{1e4, -1e4, 0}, rejected{-1e4, 1e4, 0}, dc(3), dr(3);
   for (auto form : {rlhf::pairwise_form::log_sigmoid, rlhf::pairwise_form::log_exp}) {
     const auto s = rlhf::pairwise_preference_loss(rlhf::cpu, cvec(chosen), cvec(rejected), {}, vec(dc), vec(dr),
@@ -318,6 +321,8 @@ TEST_CASE("kwise_ranking_loss: ties are not comparisons; an all-tie prompt is le
 }
 
 TEST_CASE("kwise_ranking_loss: a batch without any comparable pair has loss 0 and zero gradient") {
+  // Composed from OpenRLHF PairWiseLoss, an empty set of pairs would give mean([]) = NaN. We
+  // define the loss of a batch without comparisons as 0 (no gradient, nothing to learn).
   const std::vector<double> rewards{1, 2, 3, 4};
   const std::vector<std::ptrdiff_t> offsets{0, 2, 4};
   const std::vector<std::int32_t> ranks{1, 1, 0, 0};

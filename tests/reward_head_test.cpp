@@ -427,6 +427,8 @@ TEST_CASE_TEMPLATE("fit_gain_bias: lm-human-preferences population std, and Open
 }
 
 TEST_CASE("fit_gain_bias: zero spread is an error unless min_std clamps it; bad input throws") {
+  // lm-human-preferences asserts a finite gain (zero std fails there); OpenRLHF clamps std at
+  // 1e-8, and torch.std of a single value is NaN. We throw, clamp when min_std > 0, and throw.
   const std::vector<double> same{0.5, 0.5, 0.5}, one{1.0}, empty, bad{1.0, std::nan("")};
   CHECK_THROWS_WITH_AS(rlhf::fit_gain_bias(cvec(same)),
                        "rlhf::fit_gain_bias(): the 3 samples have standard deviation 0 (all 0.5): the gain "
