@@ -315,7 +315,7 @@ TEST_CASE_TEMPLATE("ppo_ptx_loss: an all-masked pretraining batch contributes 0;
   CHECK(std::isfinite(s.loss));
 
   // Batch 1 everywhere.
-  std::vector<T> lp{-1, -0.5}, old{-1.2, -0.4}, adv{1, -1}, v{0.1, 0.2}, ptx{-2, -3}, dl(2), dv(2), dp(2);
+  std::vector<T> lp{-1, -0.5}, old{T(-1.2), T(-0.4)}, adv{1, -1}, v{T(0.1), T(0.2)}, ptx{-2, -3}, dl(2), dv(2), dp(2);
   const auto one = rlhf::ppo_ptx_loss(
       rlhf::cpu,
       {.policy = {.logp = view(lp, 1, 2), .old_logp = view(old, 1, 2), .advantages = view(adv, 1, 2), .mask = {}},
@@ -339,7 +339,7 @@ TEST_CASE_TEMPLATE("ppo_ptx_loss: any thread count gives bitwise the same result
 
 TEST_CASE_TEMPLATE("ppo_ptx_loss: designated initialisers with non-const views pick the right overload", T, float,
                    double) {
-  std::vector<T> a{-1, -2}, b{-1.1, -1.9}, c{1, -1}, d1(2), d2(2), d3(2);
+  std::vector<T> a{-1, -2}, b{T(-1.1), T(-1.9)}, c{1, -1}, d1(2), d2(2), d3(2);
   const rlhf::matrix_view<T> va(a.data(), 1, 2), vb(b.data(), 1, 2), vc(c.data(), 1, 2);
   const rlhf::matrix_view<T> g1(d1.data(), 1, 2), g2(d2.data(), 1, 2), g3(d3.data(), 1, 2);
   const auto s = rlhf::ppo_ptx_loss(

@@ -704,7 +704,7 @@ TEST_CASE_TEMPLATE("ppo: any thread count gives bitwise the same results", T, fl
 }
 
 TEST_CASE_TEMPLATE("ppo: designated initialisers with non-const views pick the right overload", T, float, double) {
-  std::vector<T> a{-1, -2}, b{-1.1, -1.9}, c{1, -1}, d(2);
+  std::vector<T> a{-1, -2}, b{T(-1.1), T(-1.9)}, c{1, -1}, d(2);
   const std::vector<std::uint8_t> m{1, 1};
   const rlhf::matrix_view<T> va(a.data(), 1, 2), vb(b.data(), 1, 2), vc(c.data(), 1, 2), dlogp(d.data(), 1, 2);
   const rlhf::mask_view mask(m.data(), 1, 2);
