@@ -62,7 +62,7 @@ struct case_data {
       const auto len = static_cast<std::ptrdiff_t>(gen.uniform<double>() * static_cast<double>(cols + 1));
       for (std::ptrdiff_t t = 0; t < cols; ++t) {
         std::uint8_t m = t < len ? 1 : 0;
-        if (kind == mask_kind::holes) m = gen.uniform<double>() < 0.3 ? 0 : static_cast<std::uint8_t>(1 + (t % 200));
+        if (kind == mask_kind::holes) m = static_cast<std::uint8_t>(gen.uniform<double>() < 0.3 ? 0 : 1 + (t % 200));
         mask[static_cast<std::size_t>(b * ld + t)] = m;
       }
     }
