@@ -129,6 +129,11 @@ TEST_CASE_TEMPLATE("cpu gae: SIMD path with row strides larger than T and any th
       check_case<T>(rows, 1024, 1024, mask_kind::right_padded, threads, 1.0, 0.95);
       check_case<T>(rows, 129, 129, mask_kind::holes, threads, 0.99, 0.95);
     }
+  // Large enough (≥ 128K tokens a thread) for the SIMD path to split rows over the threads.
+  for (int threads : {2, 3, 5}) {
+    check_case<T>(521, 1024, 1024, mask_kind::right_padded, threads, 1.0, 0.95);
+    check_case<T>(1203, 301, 307, mask_kind::holes, threads, 0.99, 0.95);
+  }
 }
 
 TEST_CASE_TEMPLATE("cpu gae: strided views (scalar path) equal contiguous views (SIMD path)", T, float, double) {
