@@ -50,8 +50,8 @@ void check_gae_shapes(const char* function, const View& rewards, const View& val
   if (!mask.empty()) require_same_shape(function, "rewards", rewards, "mask", mask);
 }
 inline void check_discount(const char* function, const char* name, double x) {
-  require(x >= 0.0 && x <= 1.0, function,
-          std::string(name) + " must be in [0, 1], got " + number_string(x));
+  require_lazy(x >= 0.0 && x <= 1.0, function,
+               [&] { return std::string(name) + " must be in [0, 1], got " + number_string(x); });
 }
 }  // namespace detail
 

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace rlhf::detail {
 
@@ -63,6 +64,14 @@ void require_extent(std::string_view function, std::string_view name, const A& a
 /// Option values: "rlhf::ppo_policy_loss(): clip_low must be in [0, 1), got 1.5"
 inline void require(bool condition, std::string_view function, const std::string& what) {
   if (!condition) fail(function, what);
+}
+
+/// The same, with the message built only when the check fails (for checks on hot paths):
+/// require_lazy(x >= 0, function, [&] { return "x must be ... got " + number_string(x); })
+template <class MessageBuilder>
+  requires std::is_invocable_r_v<std::string, MessageBuilder>
+void require_lazy(bool condition, std::string_view function, MessageBuilder&& build_message) {
+  if (!condition) fail(function, build_message());
 }
 
 }  // namespace rlhf::detail
