@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -15,10 +16,7 @@
 
 namespace {
 
-template <class T>
-rlhf::matrix_view<T> view(std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<T>(v.data(), rows, cols);
-}
+using rlhf::test::view;
 
 }  // namespace
 

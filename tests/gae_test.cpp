@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -18,13 +19,7 @@ namespace {
 using rlhf::test::golden_case;
 using rlhf::test::to_array;
 
-template <class T>
-rlhf::matrix_view<T> view(std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<T>(v.data(), rows, cols);
-}
-rlhf::mask_view view(const std::vector<std::uint8_t>& m, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::mask_view(m.data(), rows, cols);
-}
+using rlhf::test::view;
 
 /// A_t = Σ_{k ≥ t} (γλ)^{k−t} δ_k, straight from the definition (no recursion).
 std::vector<double> direct_sum_gae(const std::vector<double>& r, const std::vector<double>& v,

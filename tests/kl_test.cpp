@@ -8,6 +8,7 @@
 
 #include <support/finite_difference.hpp>
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -22,17 +23,8 @@ using rlhf::kl_estimator;
 using rlhf::test::golden_case;
 using rlhf::test::to_array;
 
-template <class T>
-rlhf::matrix_view<T> view(std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<T>(v.data(), rows, cols);
-}
-template <class T>
-rlhf::cube_view<T> cube(std::vector<T>& v, std::ptrdiff_t b, std::ptrdiff_t t, std::ptrdiff_t k) {
-  return rlhf::cube_view<T>(v.data(), b, t, k);
-}
-rlhf::mask_view view(const std::vector<std::uint8_t>& m, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::mask_view(m.data(), rows, cols);
-}
+using rlhf::test::cube;
+using rlhf::test::view;
 
 const std::vector<std::string> approx_kl_cases{
     "approx_kl_k1_float64", "approx_kl_k2_float64", "approx_kl_k3_float64",

@@ -8,6 +8,7 @@
 
 #include <support/finite_difference.hpp>
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -26,17 +27,9 @@ using rlhf::test::golden_case;
 using rlhf::test::json;
 using rlhf::test::to_array;
 
-template <class T>
-rlhf::matrix_view<T> view(std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<T>(v.data(), rows, cols);
-}
-template <class T>
-rlhf::matrix_view<const T> cview(const std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<const T>(v.data(), rows, cols);
-}
-rlhf::mask_view mview(const std::vector<std::uint8_t>& m, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::mask_view(m.data(), rows, cols);
-}
+using rlhf::test::cview;
+using rlhf::test::mview;
+using rlhf::test::view;
 
 template <class T>
 std::vector<T> cast(const std::vector<double>& v) {

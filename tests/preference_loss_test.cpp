@@ -8,6 +8,7 @@
 
 #include <support/finite_difference.hpp>
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -24,14 +25,8 @@ using rlhf::test::to_array;
 
 constexpr const char* golden_file = "rm_pairwise_loss.json";
 
-template <class T>
-rlhf::vector_view<T> vec(std::vector<T>& v) {
-  return rlhf::vector_view<T>(v.data(), v.size());
-}
-template <class T>
-rlhf::vector_view<const T> cvec(const std::vector<T>& v) {
-  return rlhf::vector_view<const T>(v.data(), v.size());
-}
+using rlhf::test::cvec;
+using rlhf::test::vec;
 
 const rlhf::test::tolerance gradcheck{.rtol = 1e-3, .atol = 1e-5};
 

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <support/views.hpp>
+
 #include <support/finite_difference.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
@@ -17,30 +19,12 @@
 
 namespace {
 
-template <class T>
-rlhf::vector_view<T> vec(std::vector<T>& v) {
-  return rlhf::vector_view<T>(v.data(), v.size());
-}
-template <class T>
-rlhf::vector_view<const T> cvec(const std::vector<T>& v) {
-  return rlhf::vector_view<const T>(v.data(), v.size());
-}
-template <class T>
-rlhf::cube_view<T> cube(std::vector<T>& v, std::ptrdiff_t b, std::ptrdiff_t t, std::ptrdiff_t d) {
-  return rlhf::cube_view<T>(v.data(), b, t, d);
-}
-template <class T>
-rlhf::cube_view<const T> ccube(const std::vector<T>& v, std::ptrdiff_t b, std::ptrdiff_t t, std::ptrdiff_t d) {
-  return rlhf::cube_view<const T>(v.data(), b, t, d);
-}
-template <class T>
-rlhf::matrix_view<T> mat(std::vector<T>& v, std::ptrdiff_t r, std::ptrdiff_t c) {
-  return rlhf::matrix_view<T>(v.data(), r, c);
-}
-template <class T>
-rlhf::matrix_view<const T> cmat(const std::vector<T>& v, std::ptrdiff_t r, std::ptrdiff_t c) {
-  return rlhf::matrix_view<const T>(v.data(), r, c);
-}
+using rlhf::test::ccube;
+using rlhf::test::cmat;
+using rlhf::test::cube;
+using rlhf::test::cvec;
+using rlhf::test::mat;
+using rlhf::test::vec;
 
 const rlhf::test::tolerance gradcheck{.rtol = 1e-3, .atol = 1e-5};
 

@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <support/golden.hpp>
+#include <support/views.hpp>
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
@@ -22,17 +23,8 @@ namespace {
 using rlhf::test::golden_case;
 using rlhf::test::to_array;
 
-template <class T>
-rlhf::matrix_view<T> view(std::vector<T>& v, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::matrix_view<T>(v.data(), rows, cols);
-}
-template <class T>
-rlhf::vector_view<T> vec(std::vector<T>& v) {
-  return rlhf::vector_view<T>(v.data(), static_cast<std::ptrdiff_t>(v.size()));
-}
-rlhf::mask_view view(const std::vector<std::uint8_t>& m, std::ptrdiff_t rows, std::ptrdiff_t cols) {
-  return rlhf::mask_view(m.data(), rows, cols);
-}
+using rlhf::test::vec;
+using rlhf::test::view;
 
 const rlhf::whiten_options trl_masked_whiten{.variance = rlhf::variance_kind::unbiased,
                                              .masked_positions = rlhf::whiten_masked::shift_like_valid};
