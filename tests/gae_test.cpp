@@ -10,6 +10,7 @@
 #include <support/random.hpp>
 #include <support/tolerances.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -165,4 +166,18 @@ TEST_CASE("gae: bad arguments throw rlhf::invalid_argument naming the function a
   CHECK_THROWS_WITH_AS(rlhf::gae(rlhf::cpu, view(a, 2, 4), view(a, 2, 4), rlhf::mask_view{}, view(out, 2, 4),
                                  view(out2, 2, 4), {.lambda = std::nan("")}),
                        "rlhf::gae(): lambda must be in [0, 1], got nan", rlhf::invalid_argument);
+}
+
+TEST_CASE("gae: every GAE and returns case of openrlhf_gae.json is covered") {
+  // The advantage_normalisation_* cases of the same file are whitening: tests/whiten_test.cpp.
+  const std::vector<std::string> covered{"gae_gamma1.0_lambda1.0", "gae_gamma1.0_lambda0.95",
+                                         "gae_gamma0.99_lambda0.95", "gae_gamma1.0_lambda0.0",
+                                         "gae_batch1", "gae_v0.5.9_same_formula",
+                                         "reinforce_cumulative_returns_gamma1.0",
+                                         "reinforce_cumulative_returns_gamma0.9"};
+  for (const auto& name : rlhf::test::golden_case_names("openrlhf_gae.json")) {
+    if (name.rfind("advantage_normalisation", 0) == 0) continue;
+    CAPTURE(name);
+    CHECK(std::find(covered.begin(), covered.end(), name) != covered.end());
+  }
 }
