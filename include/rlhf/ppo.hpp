@@ -158,41 +158,52 @@ inline cpu_impl::ppo_reduction_rule ppo_reduction(const char* function, const st
                       reduction == loss_reduction::global_sequence_mean;
   const bool per_sequence = reduction == loss_reduction::sequence_mean ||
                             reduction == loss_reduction::global_sequence_mean;
-  require(reduction == loss_reduction::token_mean || reduction == loss_reduction::sequence_mean ||
-              global,
-          function, prefix + "reduction is not a loss_reduction value");
+  // Messages are built only on failure (these checks run on every call).
+  require_lazy(reduction == loss_reduction::token_mean || reduction == loss_reduction::sequence_mean ||
+                   global,
+               function, [&] { return prefix + "reduction is not a loss_reduction value"; });
   if (global)
-    require(std::isfinite(normaliser) && normaliser > 0, function,
-            prefix + "global_normaliser must be finite and > 0 with reduction " +
-                loss_reduction_name(reduction) + ", got " + number_string(normaliser));
+    require_lazy(std::isfinite(normaliser) && normaliser > 0, function, [&] {
+      return prefix + "global_normaliser must be finite and > 0 with reduction " +
+             loss_reduction_name(reduction) + ", got " + number_string(normaliser);
+    });
   return {per_sequence, global ? normaliser : 0.0};
 }
 
 template <class T>
 void check_ppo_policy_inputs(const char* function, const std::string& prefix,
                              const ppo_policy_inputs<T>& in) {
-  require_not_empty(function, prefix + "logp", in.logp);
-  require_same_shape(function, prefix + "logp", in.logp, prefix + "old_logp", in.old_logp);
-  require_same_shape(function, prefix + "logp", in.logp, prefix + "advantages", in.advantages);
-  if (!in.mask.empty()) require_same_shape(function, prefix + "logp", in.logp, prefix + "mask", in.mask);
+  // The names are concatenated only when a check fails.
+  if (in.logp.empty()) require_not_empty(function, prefix + "logp", in.logp);
+  if (!same_shape(in.logp, in.old_logp))
+    require_same_shape(function, prefix + "logp", in.logp, prefix + "old_logp", in.old_logp);
+  if (!same_shape(in.logp, in.advantages))
+    require_same_shape(function, prefix + "logp", in.logp, prefix + "advantages", in.advantages);
+  if (!in.mask.empty() && !same_shape(in.logp, in.mask))
+    require_same_shape(function, prefix + "logp", in.logp, prefix + "mask", in.mask);
 }
 
 template <class T>
 cpu_impl::ppo_policy_config<T> make_ppo_policy_config(const char* function, const std::string& prefix,
                                                  const ppo_policy_options& o) {
-  require(o.clip_low >= 0 && o.clip_low < 1, function,
-          prefix + "clip_low must be in [0, 1), got " + number_string(o.clip_low));
-  require(std::isfinite(o.clip_high) && o.clip_high >= 0, function,
-          prefix + "clip_high must be finite and >= 0, got " + number_string(o.clip_high));
+  require_lazy(o.clip_low >= 0 && o.clip_low < 1, function, [&] {
+    return prefix + "clip_low must be in [0, 1), got " + number_string(o.clip_low);
+  });
+  require_lazy(std::isfinite(o.clip_high) && o.clip_high >= 0, function, [&] {
+    return prefix + "clip_high must be finite and >= 0, got " + number_string(o.clip_high);
+  });
   if (o.dual_clip)
-    require(std::isfinite(*o.dual_clip) && *o.dual_clip > 1, function,
-            prefix + "dual_clip must be finite and > 1, got " + number_string(*o.dual_clip));
+    require_lazy(std::isfinite(*o.dual_clip) && *o.dual_clip > 1, function, [&] {
+      return prefix + "dual_clip must be finite and > 1, got " + number_string(*o.dual_clip);
+    });
   if (o.log_ratio_clamp)
-    require(*o.log_ratio_clamp > 0, function,
-            prefix + "log_ratio_clamp must be > 0, got " + number_string(*o.log_ratio_clamp));
+    require_lazy(*o.log_ratio_clamp > 0, function, [&] {
+      return prefix + "log_ratio_clamp must be > 0, got " + number_string(*o.log_ratio_clamp);
+    });
   if (o.ratio_threshold)
-    require(*o.ratio_threshold > 0, function,
-            prefix + "ratio_threshold must be > 0, got " + number_string(*o.ratio_threshold));
+    require_lazy(*o.ratio_threshold > 0, function, [&] {
+      return prefix + "ratio_threshold must be > 0, got " + number_string(*o.ratio_threshold);
+    });
   cpu_impl::ppo_policy_config<T> cfg{};
   cfg.reduction = ppo_reduction(function, prefix, o.reduction, o.global_normaliser);
   // Bounds computed in double and rounded once to T, as PyTorch does with a Python scalar.
@@ -240,18 +251,22 @@ ppo_policy_stats<T> ppo_policy_loss_checked(const cpu_backend& backend,
 template <class T>
 void check_ppo_value_inputs(const char* function, const std::string& prefix,
                             const ppo_value_inputs<T>& in) {
-  require_not_empty(function, prefix + "values", in.values);
-  require_same_shape(function, prefix + "values", in.values, prefix + "old_values", in.old_values);
-  require_same_shape(function, prefix + "values", in.values, prefix + "returns", in.returns);
-  if (!in.mask.empty()) require_same_shape(function, prefix + "values", in.values, prefix + "mask", in.mask);
+  if (in.values.empty()) require_not_empty(function, prefix + "values", in.values);
+  if (!same_shape(in.values, in.old_values))
+    require_same_shape(function, prefix + "values", in.values, prefix + "old_values", in.old_values);
+  if (!same_shape(in.values, in.returns))
+    require_same_shape(function, prefix + "values", in.values, prefix + "returns", in.returns);
+  if (!in.mask.empty() && !same_shape(in.values, in.mask))
+    require_same_shape(function, prefix + "values", in.values, prefix + "mask", in.mask);
 }
 
 template <class T>
 cpu_impl::ppo_value_config<T> make_ppo_value_config(const char* function, const std::string& prefix,
                                                const ppo_value_options& o) {
   if (o.clip)
-    require(std::isfinite(*o.clip) && *o.clip >= 0, function,
-            prefix + "clip must be finite and >= 0, got " + number_string(*o.clip));
+    require_lazy(std::isfinite(*o.clip) && *o.clip >= 0, function, [&] {
+      return prefix + "clip must be finite and >= 0, got " + number_string(*o.clip);
+    });
   cpu_impl::ppo_value_config<T> cfg{};
   cfg.use_clip = o.clip.has_value();
   cfg.clip = static_cast<T>(o.clip.value_or(0.0));

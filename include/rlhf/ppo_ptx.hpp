@@ -109,8 +109,9 @@ struct ppo_ptx_stats {
 namespace detail {
 
 inline void check_coefficient(const char* function, const char* name, double x) {
-  require(std::isfinite(x) && x >= 0, function,
-          std::string(name) + " must be finite and >= 0, got " + number_string(x));
+  require_lazy(std::isfinite(x) && x >= 0, function, [&] {
+    return std::string(name) + " must be finite and >= 0, got " + number_string(x);
+  });
 }
 
 template <class T>
@@ -126,11 +127,14 @@ ppo_ptx_stats<T> ppo_ptx_loss_checked(const cpu_backend& backend, const ppo_ptx_
     if (!grads.dvalues.empty())
       require_same_shape(function, "value.values", in.value.values, "dvalues", grads.dvalues);
   } else {
-    require(o.vf_coef == 0.0, function,
-            "value.values is empty but vf_coef is " + number_string(o.vf_coef) +
-                " (set vf_coef = 0 when the value loss is computed elsewhere)");
-    require(grads.dvalues.empty(), function,
-            "value.values is empty but dvalues is " + shape_string(grads.dvalues));
+    // Messages are built only on failure (these checks run on every call).
+    require_lazy(o.vf_coef == 0.0, function, [&] {
+      return "value.values is empty but vf_coef is " + number_string(o.vf_coef) +
+             " (set vf_coef = 0 when the value loss is computed elsewhere)";
+    });
+    require_lazy(grads.dvalues.empty(), function, [&] {
+      return "value.values is empty but dvalues is " + shape_string(grads.dvalues);
+    });
   }
   const bool with_ptx = !in.ptx_logp.empty();
   if (with_ptx) {
@@ -138,29 +142,33 @@ ppo_ptx_stats<T> ppo_ptx_loss_checked(const cpu_backend& backend, const ppo_ptx_
     if (!grads.dptx_logp.empty())
       require_same_shape(function, "ptx_logp", in.ptx_logp, "dptx_logp", grads.dptx_logp);
   } else {
-    require(o.ptx_coef == 0.0, function,
-            "ptx_logp is empty but ptx_coef is " + number_string(o.ptx_coef) +
-                " (set ptx_coef = 0 for PPO without pretraining data)");
-    require(grads.dptx_logp.empty(), function,
-            "ptx_logp is empty but dptx_logp is " + shape_string(grads.dptx_logp));
+    require_lazy(o.ptx_coef == 0.0, function, [&] {
+      return "ptx_logp is empty but ptx_coef is " + number_string(o.ptx_coef) +
+             " (set ptx_coef = 0 for PPO without pretraining data)";
+    });
+    require_lazy(grads.dptx_logp.empty(), function, [&] {
+      return "ptx_logp is empty but dptx_logp is " + shape_string(grads.dptx_logp);
+    });
   }
   const bool with_kl = !in.ref_logp.empty();
   if (with_kl)
     require_same_shape(function, "policy.logp", in.policy.logp, "ref_logp", in.ref_logp);
   else
-    require(o.kl_loss_coef == 0.0, function,
-            "ref_logp is empty but kl_loss_coef is " + number_string(o.kl_loss_coef));
+    require_lazy(o.kl_loss_coef == 0.0, function, [&] {
+      return "ref_logp is empty but kl_loss_coef is " + number_string(o.kl_loss_coef);
+    });
   // Options.
   check_coefficient(function, "vf_coef", o.vf_coef);
   check_coefficient(function, "ptx_coef", o.ptx_coef);
   check_coefficient(function, "kl_loss_coef", o.kl_loss_coef);
   if (o.kl_clamp)
-    require(*o.kl_clamp > 0, function, "kl_clamp must be > 0, got " + number_string(*o.kl_clamp));
-  require(o.kl_estimator == kl_estimator::k1 || o.kl_estimator == kl_estimator::k2 ||
-              o.kl_estimator == kl_estimator::k3 || o.kl_estimator == kl_estimator::abs,
-          function, "kl_estimator is not an rlhf::kl_estimator value");
-  require(o.ptx_step == ptx_step_mode::accumulate || o.ptx_step == ptx_step_mode::separate, function,
-          "ptx_step is not a ptx_step_mode value");
+    require_lazy(*o.kl_clamp > 0, function,
+                 [&] { return "kl_clamp must be > 0, got " + number_string(*o.kl_clamp); });
+  require_lazy(o.kl_estimator == kl_estimator::k1 || o.kl_estimator == kl_estimator::k2 ||
+                   o.kl_estimator == kl_estimator::k3 || o.kl_estimator == kl_estimator::abs,
+               function, [] { return std::string("kl_estimator is not an rlhf::kl_estimator value"); });
+  require_lazy(o.ptx_step == ptx_step_mode::accumulate || o.ptx_step == ptx_step_mode::separate, function,
+               [] { return std::string("ptx_step is not a ptx_step_mode value"); });
   auto policy_cfg = make_ppo_policy_config<T>(function, "policy.", o.policy);
   policy_cfg.kl_kind = o.kl_estimator;
   policy_cfg.use_kl_clamp = o.kl_clamp.has_value();
