@@ -362,22 +362,27 @@ void ppo_policy_row_scalar(const ppo_policy_row_io<T>& io, const ppo_policy_conf
 }
 
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__CUDACC__)
+/// Vectors of 8 tokens a block of the vector kernels: 16 float terms a lane are summed in float
+/// before the double sums take them.
+inline constexpr int ppo_block_vectors = 16;
+
 /// KL-in-loss variants of the vector policy kernel.
 enum class ppo_kl_variant { none, k3_in_grad, k3_stats_only, other };
 
 /// The float row kernel: the scalar kernel's operations 8 lanes at a time, the branches of
 /// math::ppo_clipped_surrogate as selects, specialised on the options (log-ratio clamp, dual
-/// clip, KL variant) so the loops carry no option tests. Tokens go in blocks of 64 (8
-/// vectors), each in two short loops — the exps and the ratio statistics, then the surrogate,
-/// the KL term and the gradient — which keeps dependency chains short enough for the core to
-/// overlap several vectors. Vectors whose 8 mask bytes are all valid skip the lane masking.
-/// Sums run in float within a block (8 terms a lane) and are then added in double.
+/// clip, KL variant) so the loops carry no option tests. Tokens go in blocks of 128 (16
+/// vectors), each in three short loops over L1-resident data — the exps, the statistics, the
+/// surrogate and gradient — so that no loop carries more sums than there are registers. A
+/// block whose mask bytes are all valid skips the lane masking. Sums run in float within a
+/// block (16 terms a lane) and are then added in double.
 template <bool Clamp, bool Dual, ppo_kl_variant Kl>
 void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_config<float>& cfg,
                          ppo_policy_row& row) noexcept {
   namespace s = detail::simd;
   constexpr bool with_kl = Kl != ppo_kl_variant::none;
   constexpr bool kl_exp = Kl == ppo_kl_variant::k3_in_grad || Kl == ppo_kl_variant::k3_stats_only;
+  constexpr int block_vectors = ppo_block_vectors;
   // Block sums: 0 −loss, 1 kl, 2 logp − old, 3 (logp − old)², 4 A, 5 r − 1, 6 (r − 1)².
   constexpr int n_sums = 7;
   __m256d sum_lo[n_sums], sum_hi[n_sums];
@@ -395,33 +400,30 @@ void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_co
   float* const grad = io.grad;
   const float lr_clamp = cfg.log_ratio_clamp, dual_clip = cfg.dual_clip;
   const float ratio_low_s = cfg.ratio_low, ratio_high_s = cfg.ratio_high;
-  const float weight_s = static_cast<float>(io.weight), kl_weight_s = static_cast<float>(io.kl_weight);
+  const float neg_weight_s = static_cast<float>(-io.weight), kl_weight_s = static_cast<float>(io.kl_weight);
   const kl_estimator kl_kind = cfg.kl_kind;
   const bool use_kl_clamp = cfg.use_kl_clamp, kl_in_grad_other = io.kl_weight != 0.0;
   const float kl_clamp = cfg.kl_clamp;
 
-  // One block of n_vec ≤ 8 vectors starting at token t (pointers already offset).
-  const auto block = [&](const float* lp_p, const float* old_p, const float* adv_p, const std::uint8_t* m_p,
-                         const float* ref_p, float* g_p, int n_vec) __attribute__((always_inline)) {
-    alignas(32) float ratio_buf[64], dratio_buf[64], exp_buf[64];
-    bool full[8];
-    for (int v = 0; v < n_vec; ++v) full[v] = m_p == nullptr || s::all_valid8(m_p + 8 * v);
+  // One block of n_vec ≤ block_vectors vectors at the given pointers; Masked: some mask byte
+  // of the block is 0 (the lanes are then masked everywhere), else every token is valid.
+  const auto block = [&]<bool Masked>(const float* lp_p, const float* old_p, const float* adv_p,
+                                      const std::uint8_t* m_p, const float* ref_p, float* g_p,
+                                      int n_vec) __attribute__((always_inline)) {
+    alignas(32) float ratio_buf[8 * ppo_block_vectors], dratio_buf[8 * ppo_block_vectors], exp_buf[8 * ppo_block_vectors];
 
-    // Loop 1: ratios (and the k3 exps), and the statistics of r, logp − old and A.
-    __m256 a_lr = _mm256_setzero_ps(), a_lr2 = _mm256_setzero_ps(), a_adv = _mm256_setzero_ps();
-    __m256 a_d = _mm256_setzero_ps(), a_d2 = _mm256_setzero_ps();
-    const auto first = [&]<bool Masked>(int v) __attribute__((always_inline)) {
-      const __m256 valid = Masked ? s::valid8(m_p + 8 * v) : _mm256_setzero_ps();
-      const auto keep = [&](__m256 x) __attribute__((always_inline)) { return Masked ? s::keep(valid, x) : x; };
-      const __m256 lp = _mm256_loadu_ps(lp_p + 8 * v), old = _mm256_loadu_ps(old_p + 8 * v);
-      const __m256 log_ratio = _mm256_sub_ps(lp, old);
-      __m256 clamped = log_ratio, passes = _mm256_setzero_ps();  // passes: the clamp's complement
+    // Loop 1: the exps only (nothing carried from one vector to the next), into the buffers.
+    bool any_wide = false;
+    for (int v = 0; v < n_vec; ++v) {
+      const __m256 lp = _mm256_loadu_ps(lp_p + 8 * v);
+      const __m256 log_ratio = _mm256_sub_ps(lp, _mm256_loadu_ps(old_p + 8 * v));
+      __m256 clamped = log_ratio, clamped_lanes = _mm256_setzero_ps();
       if constexpr (Clamp) {
         const __m256 c = _mm256_set1_ps(lr_clamp), neg_c = _mm256_set1_ps(-lr_clamp);
         const __m256 below = _mm256_cmp_ps(log_ratio, neg_c, _CMP_LT_OQ);
         const __m256 above = _mm256_cmp_ps(log_ratio, c, _CMP_GT_OQ);
         clamped = s::select(below, neg_c, s::select(above, c, log_ratio));
-        passes = _mm256_or_ps(below, above);
+        clamped_lanes = _mm256_or_ps(below, above);
       }
       // k3: e^{−(logp − ref)}; ref − logp is exactly −(logp − ref).
       const __m256 kl_arg = kl_exp ? _mm256_sub_ps(_mm256_loadu_ps(ref_p + 8 * v), lp) : _mm256_setzero_ps();
@@ -433,50 +435,95 @@ void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_co
         ratio = s::exp8_narrow(clamped);
         if constexpr (kl_exp) _mm256_store_ps(exp_buf + 8 * v, s::exp8_narrow(kl_arg));
       } else {
+        any_wide = true;
         ratio = s::exp8_wide(clamped);
         if constexpr (kl_exp) _mm256_store_ps(exp_buf + 8 * v, s::exp8_wide(kl_arg));
-        ratio_nan = _mm256_or_ps(ratio_nan, keep(_mm256_cmp_ps(ratio, ratio, _CMP_UNORD_Q)));
       }
       _mm256_store_ps(ratio_buf + 8 * v, ratio);
-      if constexpr (Clamp) _mm256_store_ps(dratio_buf + 8 * v, _mm256_andnot_ps(passes, ratio));
-      const __m256 lr = keep(log_ratio);
+      if constexpr (Clamp) _mm256_store_ps(dratio_buf + 8 * v, _mm256_andnot_ps(clamped_lanes, ratio));
+    }
+
+    // The KL-in-loss estimate of vector v and its derivative (ppo_kl_term, clamp included).
+    struct kl_pair {
+      __m256 value, grad;
+    };
+    const auto kl_term = [&](int v) __attribute__((always_inline)) {
+      const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+      const __m256 lp = _mm256_loadu_ps(lp_p + 8 * v), ref = _mm256_loadu_ps(ref_p + 8 * v);
+      kl_pair kl;
+      if constexpr (kl_exp) {  // math::kl_k3: (e^r − 1) − r with r = −(logp − ref); derivative 1 − e^r
+        const __m256 e = _mm256_load_ps(exp_buf + 8 * v);
+        kl.value = _mm256_sub_ps(_mm256_sub_ps(e, one), _mm256_sub_ps(ref, lp));
+        kl.grad = _mm256_sub_ps(one, e);
+      } else {
+        const __m256 kl_ratio = _mm256_sub_ps(lp, ref);
+        if (kl_kind == kl_estimator::k2) {
+          kl.value = _mm256_mul_ps(_mm256_mul_ps(kl_ratio, kl_ratio), _mm256_set1_ps(0.5f));
+          kl.grad = kl_ratio;
+        } else if (kl_kind == kl_estimator::abs) {
+          const __m256 negative = _mm256_cmp_ps(kl_ratio, zero, _CMP_LT_OQ);
+          const __m256 positive = _mm256_cmp_ps(kl_ratio, zero, _CMP_GT_OQ);
+          kl.value = s::select(negative, _mm256_xor_ps(kl_ratio, _mm256_set1_ps(-0.0f)), kl_ratio);
+          kl.grad = _mm256_or_ps(_mm256_and_ps(positive, one), _mm256_and_ps(negative, _mm256_set1_ps(-1.0f)));
+        } else {  // k1
+          kl.value = kl_ratio;
+          kl.grad = one;
+        }
+      }
+      if (use_kl_clamp) {
+        const __m256 c = _mm256_set1_ps(kl_clamp), neg_c = _mm256_set1_ps(-kl_clamp);
+        const __m256 low = _mm256_cmp_ps(kl.value, neg_c, _CMP_LT_OQ);
+        const __m256 high = _mm256_cmp_ps(kl.value, c, _CMP_GT_OQ);
+        kl.grad = _mm256_andnot_ps(_mm256_or_ps(low, high), kl.grad);
+        kl.value = s::select(low, neg_c, s::select(high, c, kl.value));
+      }
+      return kl;
+    };
+
+    // Loop 2: the statistics of r, logp − old, A and the KL term (reads only).
+    __m256 a_lr = _mm256_setzero_ps(), a_lr2 = _mm256_setzero_ps(), a_adv = _mm256_setzero_ps();
+    __m256 a_d = _mm256_setzero_ps(), a_d2 = _mm256_setzero_ps(), a_kl = _mm256_setzero_ps();
+    for (int v = 0; v < n_vec; ++v) {
+      const __m256 valid = Masked ? s::valid8(m_p + 8 * v) : _mm256_setzero_ps();
+      const auto keep = [&](__m256 x) __attribute__((always_inline)) { return Masked ? s::keep(valid, x) : x; };
+      const __m256 ratio = _mm256_load_ps(ratio_buf + 8 * v);
+      const __m256 lr = keep(_mm256_sub_ps(_mm256_loadu_ps(lp_p + 8 * v), _mm256_loadu_ps(old_p + 8 * v)));
       a_lr = _mm256_add_ps(a_lr, lr);
       a_lr2 = _mm256_fmadd_ps(lr, lr, a_lr2);
       a_adv = _mm256_add_ps(a_adv, keep(_mm256_loadu_ps(adv_p + 8 * v)));
       const __m256 d = keep(_mm256_sub_ps(ratio, _mm256_set1_ps(1.0f)));
       a_d = _mm256_add_ps(a_d, d);
       a_d2 = _mm256_fmadd_ps(d, d, a_d2);
-      // max r (a NaN ratio is remembered apart: the scalar loop's max is then NaN).
+      // max r (a NaN ratio, possible only after a wide exp, is remembered apart: the scalar
+      // loop's max is then NaN).
       ratio_max = _mm256_max_ps(ratio_max, Masked ? s::select(valid, ratio, ratio_max) : ratio);
-    };
-    for (int v = 0; v < n_vec; ++v) {
-      if (full[v])
-        first.template operator()<false>(v);
-      else
-        first.template operator()<true>(v);
+      if (any_wide) ratio_nan = _mm256_or_ps(ratio_nan, keep(_mm256_cmp_ps(ratio, ratio, _CMP_UNORD_Q)));
+      if constexpr (with_kl) a_kl = _mm256_add_ps(a_kl, keep(kl_term(v).value));
     }
 
-    // Loop 2: the surrogate (math::ppo_clipped_surrogate), the KL term, the gradient.
-    __m256 a_loss = _mm256_setzero_ps(), a_kl = _mm256_setzero_ps();
-    const auto second = [&]<bool Masked>(int v) __attribute__((always_inline)) {
+    // Loop 3: the surrogate (math::ppo_clipped_surrogate, branch-free) and the gradient.
+    __m256 a_loss = _mm256_setzero_ps();
+    for (int v = 0; v < n_vec; ++v) {
       const __m256 valid = Masked ? s::valid8(m_p + 8 * v) : _mm256_setzero_ps();
-      const auto keep = [&](__m256 x) __attribute__((always_inline)) { return Masked ? s::keep(valid, x) : x; };
-      const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f), sign = _mm256_set1_ps(-0.0f);
+      const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
       const __m256 ratio = _mm256_load_ps(ratio_buf + 8 * v);
       const __m256 dratio = Clamp ? _mm256_load_ps(dratio_buf + 8 * v) : ratio;
       const __m256 adv = _mm256_loadu_ps(adv_p + 8 * v);
       const __m256 active = _mm256_cmp_ps(adv, zero, _CMP_NEQ_UQ);  // A == 0: an exact zero term
-      const __m256 ratio_low = _mm256_set1_ps(ratio_low_s), ratio_high = _mm256_set1_ps(ratio_high_s);
-      const __m256 below = _mm256_cmp_ps(ratio, ratio_low, _CMP_LT_OQ);
-      const __m256 above = _mm256_cmp_ps(ratio, ratio_high, _CMP_GT_OQ);
-      const __m256 clipped_ratio = s::select(below, ratio_low, s::select(above, ratio_high, ratio));
+      // clip(r) = r < lo ? lo : (r > hi ? hi : r): max/min return their second operand when
+      // one is NaN, so a NaN ratio stays NaN as in the scalar code, and clip(r) ≠ r (ordered)
+      // exactly where r lies outside [lo, hi].
+      const __m256 clipped_ratio =
+          _mm256_min_ps(_mm256_set1_ps(ratio_high_s), _mm256_max_ps(_mm256_set1_ps(ratio_low_s), ratio));
+      const __m256 out_of_range = _mm256_cmp_ps(clipped_ratio, ratio, _CMP_NEQ_OQ);
       const __m256 surr1 = _mm256_mul_ps(ratio, adv), surr2 = _mm256_mul_ps(clipped_ratio, adv);
       const __m256 lt = _mm256_cmp_ps(surr1, surr2, _CMP_LT_OQ);
       const __m256 gt = _mm256_cmp_ps(surr2, surr1, _CMP_LT_OQ);
-      __m256 objective = s::select(gt, surr2, surr1);
+      // min(surr1, surr2) as the scalar code: surr2 where surr2 < surr1, else surr1 (NaN too).
+      __m256 objective = _mm256_min_ps(surr2, surr1);
       const __m256 full_grad = _mm256_mul_ps(adv, dratio);
       // lt or in range: the full gradient; else gt: 0; else (a tie outside the range): half.
-      const __m256 out_of_range_not_lt = _mm256_andnot_ps(lt, _mm256_or_ps(below, above));
+      const __m256 out_of_range_not_lt = _mm256_andnot_ps(lt, out_of_range);
       __m256 g = s::select(out_of_range_not_lt, _mm256_andnot_ps(gt, _mm256_mul_ps(full_grad, half)), full_grad);
       __m256 dual = zero;
       if constexpr (Dual) {
@@ -492,50 +539,13 @@ void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_co
       clipped_count = _mm256_sub_epi32(clipped_count, _mm256_castps_si256(_mm256_and_ps(gt, counted)));
       if constexpr (Dual)
         dual_count = _mm256_sub_epi32(dual_count, _mm256_castps_si256(_mm256_and_ps(dual, counted)));
-      // −g·w where A ≠ 0 (the xor flips the sign; A = 0 gives an exact 0).
-      __m256 out = _mm256_mul_ps(s::keep(active, _mm256_xor_ps(g, sign)), _mm256_set1_ps(weight_s));
-      if constexpr (with_kl) {
-        const __m256 one = _mm256_set1_ps(1.0f);
-        const __m256 lp = _mm256_loadu_ps(lp_p + 8 * v), ref = _mm256_loadu_ps(ref_p + 8 * v);
-        __m256 kl_value, kl_grad;
-        if constexpr (kl_exp) {  // math::kl_k3: (e^r − 1) − r with r = −(logp − ref); derivative 1 − e^r
-          const __m256 r = _mm256_sub_ps(ref, lp);
-          const __m256 e = _mm256_load_ps(exp_buf + 8 * v);
-          kl_value = _mm256_sub_ps(_mm256_sub_ps(e, one), r);
-          kl_grad = _mm256_sub_ps(one, e);
-        } else {
-          const __m256 kl_ratio = _mm256_sub_ps(lp, ref);
-          if (kl_kind == kl_estimator::k2) {
-            kl_value = _mm256_mul_ps(_mm256_mul_ps(kl_ratio, kl_ratio), half);
-            kl_grad = kl_ratio;
-          } else if (kl_kind == kl_estimator::abs) {
-            const __m256 negative = _mm256_cmp_ps(kl_ratio, zero, _CMP_LT_OQ);
-            const __m256 positive = _mm256_cmp_ps(kl_ratio, zero, _CMP_GT_OQ);
-            kl_value = s::select(negative, _mm256_xor_ps(kl_ratio, sign), kl_ratio);
-            kl_grad = _mm256_or_ps(_mm256_and_ps(positive, one), _mm256_and_ps(negative, _mm256_set1_ps(-1.0f)));
-          } else {  // k1
-            kl_value = kl_ratio;
-            kl_grad = one;
-          }
-        }
-        if (use_kl_clamp) {
-          const __m256 c = _mm256_set1_ps(kl_clamp), neg_c = _mm256_set1_ps(-kl_clamp);
-          const __m256 low = _mm256_cmp_ps(kl_value, neg_c, _CMP_LT_OQ);
-          const __m256 high = _mm256_cmp_ps(kl_value, c, _CMP_GT_OQ);
-          kl_grad = _mm256_andnot_ps(_mm256_or_ps(low, high), kl_grad);
-          kl_value = s::select(low, neg_c, s::select(high, c, kl_value));
-        }
-        a_kl = _mm256_add_ps(a_kl, keep(kl_value));
-        if (Kl == ppo_kl_variant::k3_in_grad || (Kl == ppo_kl_variant::other && kl_in_grad_other))
-          out = _mm256_fmadd_ps(_mm256_set1_ps(kl_weight_s), kl_grad, out);
-      }
-      if (g_p != nullptr) _mm256_storeu_ps(g_p + 8 * v, keep(out));
-    };
-    for (int v = 0; v < n_vec; ++v) {
-      if (full[v])
-        second.template operator()<false>(v);
-      else
-        second.template operator()<true>(v);
+      // −g·w where A ≠ 0 (A = 0 gives an exact 0, also where r overflowed).
+      __m256 out = _mm256_mul_ps(s::keep(active, g), _mm256_set1_ps(neg_weight_s));
+      if constexpr (Kl == ppo_kl_variant::k3_in_grad)
+        out = _mm256_fmadd_ps(_mm256_set1_ps(kl_weight_s), kl_term(v).grad, out);
+      if constexpr (Kl == ppo_kl_variant::other)
+        if (kl_in_grad_other) out = _mm256_fmadd_ps(_mm256_set1_ps(kl_weight_s), kl_term(v).grad, out);
+      if (g_p != nullptr) _mm256_storeu_ps(g_p + 8 * v, Masked ? s::keep(valid, out) : out);
     }
     s::add_widened(sum_lo[0], sum_hi[0], a_loss);
     s::add_widened(sum_lo[1], sum_hi[1], a_kl);
@@ -548,9 +558,15 @@ void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_co
 
   const std::ptrdiff_t n = io.n, n_full = n / 8 * 8;
   const auto at = [](auto* p, std::ptrdiff_t t) { return p != nullptr ? p + t : nullptr; };
-  for (std::ptrdiff_t t = 0; t < n_full; t += 64) {
-    const int n_vec = static_cast<int>(std::min<std::ptrdiff_t>(64, n_full - t) / 8);
-    block(logp + t, old_logp + t, advantages + t, at(mask, t), at(ref_logp, t), at(grad, t), n_vec);
+  for (std::ptrdiff_t t = 0; t < n_full; t += 8 * block_vectors) {
+    const std::ptrdiff_t len = std::min<std::ptrdiff_t>(8 * block_vectors, n_full - t);
+    const int n_vec = static_cast<int>(len / 8);
+    if (mask == nullptr || s::count_valid(mask + t, len) == len)
+      block.template operator()<false>(logp + t, old_logp + t, advantages + t, nullptr, at(ref_logp, t),
+                                       at(grad, t), n_vec);
+    else
+      block.template operator()<true>(logp + t, old_logp + t, advantages + t, mask + t, at(ref_logp, t),
+                                      at(grad, t), n_vec);
   }
   if (n_full < n) {  // the last < 8 tokens, through zero-padded copies (padding lanes invalid)
     const std::size_t rest = static_cast<std::size_t>(n - n_full);
@@ -564,7 +580,7 @@ void ppo_policy_row_avx2(const ppo_policy_row_io<float>& io, const ppo_policy_co
       std::memcpy(m, mask + n_full, rest);
     else
       std::memset(m, 1, rest);
-    block(lp, old, adv, m, ref, g, 1);
+    block.template operator()<true>(lp, old, adv, m, ref, g, 1);
     if (grad != nullptr) std::memcpy(grad + n_full, g, rest * sizeof(float));
   }
 
@@ -821,14 +837,13 @@ void ppo_value_row_avx2(const ppo_value_row_io<float>& io, const ppo_value_confi
   const float k_err = values[first] - returns[first];
   const float clip_s = cfg.clip, weight_s = static_cast<float>(io.weight);
 
-  // One block of n_vec ≤ 8 vectors in two loops: the loss, clip and gradient, then the
-  // statistics (splitting keeps each loop's sums in registers).
-  const auto block = [&](const float* v_p, const float* old_p, const float* ret_p, const std::uint8_t* m_p,
-                         float* g_p, int n_vec) __attribute__((always_inline)) {
-    bool full[8];
-    for (int i = 0; i < n_vec; ++i) full[i] = m_p == nullptr || s::all_valid8(m_p + 8 * i);
+  // One block of n_vec ≤ ppo_block_vectors vectors in two loops: the loss, clip and gradient,
+  // then the statistics (splitting keeps each loop's sums in registers). Masked: some mask
+  // byte of the block is 0 (lanes are then masked everywhere), else every token is valid.
+  const auto block = [&]<bool Masked>(const float* v_p, const float* old_p, const float* ret_p,
+                                      const std::uint8_t* m_p, float* g_p, int n_vec) __attribute__((always_inline)) {
     __m256 a_loss = _mm256_setzero_ps();
-    const auto step = [&]<bool Masked>(int i) __attribute__((always_inline)) {
+    for (int i = 0; i < n_vec; ++i) {
       const __m256 valid = Masked ? s::valid8(m_p + 8 * i) : _mm256_setzero_ps();
       const auto keep = [&](__m256 x) __attribute__((always_inline)) { return Masked ? s::keep(valid, x) : x; };
       const __m256 v = _mm256_loadu_ps(v_p + 8 * i), ret = _mm256_loadu_ps(ret_p + 8 * i);
@@ -838,31 +853,27 @@ void ppo_value_row_avx2(const ppo_value_row_io<float>& io, const ppo_value_confi
       if constexpr (Clip) {
         const __m256 v_old = _mm256_loadu_ps(old_p + 8 * i), clip = _mm256_set1_ps(clip_s);
         const __m256 low = _mm256_sub_ps(v_old, clip), high = _mm256_add_ps(v_old, clip);
-        const __m256 below = _mm256_cmp_ps(v, low, _CMP_LT_OQ), above = _mm256_cmp_ps(v, high, _CMP_GT_OQ);
-        const __m256 clipped_value = s::select(below, low, s::select(above, high, v));
+        // V_clip = V < lo ? lo : (V > hi ? hi : V) (max/min pass a NaN V through, and ignore a
+        // NaN bound as the comparisons do); V_clip ≠ V (ordered) exactly outside the range.
+        const __m256 clipped_value = _mm256_min_ps(high, _mm256_max_ps(low, v));
+        const __m256 outside = _mm256_cmp_ps(clipped_value, v, _CMP_NEQ_OQ);
         const __m256 clipped_error = _mm256_sub_ps(clipped_value, ret);
         const __m256 clipped_sq = _mm256_mul_ps(clipped_error, clipped_error);
         const __m256 gt = _mm256_cmp_ps(unclipped, clipped_sq, _CMP_GT_OQ);
         const __m256 lt = _mm256_cmp_ps(clipped_sq, unclipped, _CMP_GT_OQ);  // the clipped branch
-        loss = s::select(lt, clipped_sq, unclipped);
+        loss = _mm256_max_ps(clipped_sq, unclipped);  // clipped_sq if lt, else unclipped (NaN too)
         const __m256 half = _mm256_set1_ps(0.5f);
         // Outside the range: e when gt, 0 when lt, e/2 on a tie; inside: the tie (e + e_clip)/2.
-        const __m256 outside = s::select(gt, error, _mm256_andnot_ps(lt, _mm256_mul_ps(error, half)));
-        g = s::select(_mm256_or_ps(below, above), outside, _mm256_mul_ps(_mm256_add_ps(error, clipped_error), half));
+        const __m256 outside_grad = s::select(gt, error, _mm256_andnot_ps(lt, _mm256_mul_ps(error, half)));
+        g = s::select(outside, outside_grad, _mm256_mul_ps(_mm256_add_ps(error, clipped_error), half));
         clipped_count = _mm256_sub_epi32(clipped_count, _mm256_castps_si256(keep(lt)));
       }
       if (g_p != nullptr) _mm256_storeu_ps(g_p + 8 * i, keep(_mm256_mul_ps(g, _mm256_set1_ps(weight_s))));
       a_loss = _mm256_add_ps(a_loss, keep(loss));
-    };
-    for (int i = 0; i < n_vec; ++i) {
-      if (full[i])
-        step.template operator()<false>(i);
-      else
-        step.template operator()<true>(i);
     }
     __m256 acc[n_sums - 1];
     for (int k = 0; k < n_sums - 1; ++k) acc[k] = _mm256_setzero_ps();
-    const auto stats = [&]<bool Masked>(int i) __attribute__((always_inline)) {
+    for (int i = 0; i < n_vec; ++i) {
       const __m256 valid = Masked ? s::valid8(m_p + 8 * i) : _mm256_setzero_ps();
       const auto keep = [&](__m256 x) __attribute__((always_inline)) { return Masked ? s::keep(valid, x) : x; };
       const __m256 v = _mm256_loadu_ps(v_p + 8 * i), v_old = _mm256_loadu_ps(old_p + 8 * i);
@@ -880,12 +891,6 @@ void ppo_value_row_avx2(const ppo_value_row_io<float>& io, const ppo_value_confi
       const __m256 d_err = keep(_mm256_sub_ps(error, _mm256_set1_ps(k_err)));
       acc[6] = _mm256_add_ps(acc[6], d_err);
       acc[7] = _mm256_fmadd_ps(d_err, d_err, acc[7]);
-    };
-    for (int i = 0; i < n_vec; ++i) {
-      if (full[i])
-        stats.template operator()<false>(i);
-      else
-        stats.template operator()<true>(i);
     }
     s::add_widened(sum_lo[0], sum_hi[0], a_loss);
     for (int k = 1; k < n_sums; ++k) s::add_widened(sum_lo[k], sum_hi[k], acc[k - 1]);
@@ -893,9 +898,13 @@ void ppo_value_row_avx2(const ppo_value_row_io<float>& io, const ppo_value_confi
 
   const std::ptrdiff_t n = io.n, n_full = n / 8 * 8;
   const auto at = [](auto* p, std::ptrdiff_t t) { return p != nullptr ? p + t : nullptr; };
-  for (std::ptrdiff_t t = 0; t < n_full; t += 64) {
-    const int n_vec = static_cast<int>(std::min<std::ptrdiff_t>(64, n_full - t) / 8);
-    block(values + t, old_values + t, returns + t, at(mask, t), at(grad, t), n_vec);
+  for (std::ptrdiff_t t = 0; t < n_full; t += 8 * ppo_block_vectors) {
+    const std::ptrdiff_t len = std::min<std::ptrdiff_t>(8 * ppo_block_vectors, n_full - t);
+    const int n_vec = static_cast<int>(len / 8);
+    if (mask == nullptr || s::count_valid(mask + t, len) == len)
+      block.template operator()<false>(values + t, old_values + t, returns + t, nullptr, at(grad, t), n_vec);
+    else
+      block.template operator()<true>(values + t, old_values + t, returns + t, mask + t, at(grad, t), n_vec);
   }
   if (n_full < n) {  // the last < 8 tokens, through zero-padded copies (padding lanes invalid)
     const std::size_t rest = static_cast<std::size_t>(n - n_full);
@@ -908,7 +917,7 @@ void ppo_value_row_avx2(const ppo_value_row_io<float>& io, const ppo_value_confi
       std::memcpy(m, mask + n_full, rest);
     else
       std::memset(m, 1, rest);
-    block(v, old, ret, m, g, 1);
+    block.template operator()<true>(v, old, ret, m, g, 1);
     if (grad != nullptr) std::memcpy(grad + n_full, g, rest * sizeof(float));
   }
   double sums[n_sums];
