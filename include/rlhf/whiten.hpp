@@ -93,40 +93,46 @@ void check_row_output(const char* function, matrix_view<const T> x, vector_view<
   require_extent(function, "out", out, 0, x.extent(0), "the row count of x");
 }
 
+// The checks below run on every call: their messages are built only on failure.
 inline void check_variance_kind(const char* function, variance_kind v) {
-  require(v == variance_kind::population || v == variance_kind::unbiased, function,
-          "variance is not a variance_kind value (" + std::to_string(static_cast<int>(v)) + ")");
+  require_lazy(v == variance_kind::population || v == variance_kind::unbiased, function, [&] {
+    return "variance is not a variance_kind value (" + std::to_string(static_cast<int>(v)) + ")";
+  });
 }
 
 inline void check_whiten_options(const char* function, const whiten_options& o) {
   check_variance_kind(function, o.variance);
-  require(o.epsilon_mode == whiten_epsilon::add_inside_rsqrt ||
-              o.epsilon_mode == whiten_epsilon::clamp_variance,
-          function,
-          "epsilon_mode is not a whiten_epsilon value (" +
-              std::to_string(static_cast<int>(o.epsilon_mode)) + ")");
-  require(o.masked_positions == whiten_masked::zero ||
-              o.masked_positions == whiten_masked::shift_like_valid ||
-              o.masked_positions == whiten_masked::keep_input,
-          function,
-          "masked_positions is not a whiten_masked value (" +
-              std::to_string(static_cast<int>(o.masked_positions)) + ")");
-  require(o.mean == whiten_mean::masked || o.mean == whiten_mean::unmasked_sum_over_masked_count,
-          function,
-          "mean is not a whiten_mean value (" + std::to_string(static_cast<int>(o.mean)) + ")");
+  require_lazy(o.epsilon_mode == whiten_epsilon::add_inside_rsqrt ||
+                   o.epsilon_mode == whiten_epsilon::clamp_variance,
+               function, [&] {
+                 return "epsilon_mode is not a whiten_epsilon value (" +
+                        std::to_string(static_cast<int>(o.epsilon_mode)) + ")";
+               });
+  require_lazy(o.masked_positions == whiten_masked::zero ||
+                   o.masked_positions == whiten_masked::shift_like_valid ||
+                   o.masked_positions == whiten_masked::keep_input,
+               function, [&] {
+                 return "masked_positions is not a whiten_masked value (" +
+                        std::to_string(static_cast<int>(o.masked_positions)) + ")";
+               });
+  require_lazy(o.mean == whiten_mean::masked || o.mean == whiten_mean::unmasked_sum_over_masked_count,
+               function, [&] {
+                 return "mean is not a whiten_mean value (" + std::to_string(static_cast<int>(o.mean)) + ")";
+               });
   if (o.scale)
-    require(std::isfinite(o.epsilon) && o.epsilon > 0.0, function,
-            "epsilon must be finite and > 0, got " + number_string(o.epsilon));
+    require_lazy(std::isfinite(o.epsilon) && o.epsilon > 0.0, function,
+                 [&] { return "epsilon must be finite and > 0, got " + number_string(o.epsilon); });
 }
 
 inline void check_moments(const char* function, const masked_moments& m) {
-  require(m.count >= 0, function, "moments.count must be >= 0, got " + std::to_string(m.count));
-  require(std::isfinite(m.mean), function,
-          "moments.mean must be finite, got " + number_string(m.mean));
-  require(std::isfinite(m.variance) && m.variance >= 0.0, function,
-          "moments.variance must be finite and >= 0, got " + number_string(m.variance));
-  require(std::isfinite(m.unmasked_sum), function,
-          "moments.unmasked_sum must be finite, got " + number_string(m.unmasked_sum));
+  require_lazy(m.count >= 0, function,
+               [&] { return "moments.count must be >= 0, got " + std::to_string(m.count); });
+  require_lazy(std::isfinite(m.mean), function,
+               [&] { return "moments.mean must be finite, got " + number_string(m.mean); });
+  require_lazy(std::isfinite(m.variance) && m.variance >= 0.0, function,
+               [&] { return "moments.variance must be finite and >= 0, got " + number_string(m.variance); });
+  require_lazy(std::isfinite(m.unmasked_sum), function,
+               [&] { return "moments.unmasked_sum must be finite, got " + number_string(m.unmasked_sum); });
 }
 
 template <class T>

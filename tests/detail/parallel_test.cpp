@@ -34,14 +34,16 @@ chunk_list chunks_of(int threads, std::ptrdiff_t n, std::ptrdiff_t min_per_threa
   return chunks;
 }
 
-/// What the chunking must be: [n·t/k, n·(t+1)/k) for t < k = min(threads, n / min_per_thread).
+/// What the chunking must be: with p = min(threads, n / min_per_thread) participating threads,
+/// one chunk [0, n) when p ≤ 1, else [n·t/k, n·(t+1)/k) for t < k = min(n, 4·p).
 chunk_list expected_chunks(int threads, std::ptrdiff_t n, std::ptrdiff_t min_per_thread = 1) {
-  const std::ptrdiff_t k = std::min<std::ptrdiff_t>(std::max(1, threads), std::max<std::ptrdiff_t>(1, n / min_per_thread));
+  const std::ptrdiff_t p = std::min<std::ptrdiff_t>(std::max(1, threads), std::max<std::ptrdiff_t>(1, n / min_per_thread));
   chunk_list chunks;
-  if (k <= 1 || n <= 1) {
+  if (p <= 1 || n <= 1) {
     if (n > 0) chunks.emplace_back(0, n);
     return chunks;
   }
+  const std::ptrdiff_t k = std::min(n, p * rlhf::detail::chunks_per_thread);
   for (std::ptrdiff_t t = 0; t < k; ++t)
     if (n * t / k < n * (t + 1) / k) chunks.emplace_back(n * t / k, n * (t + 1) / k);
   return chunks;
@@ -89,10 +91,10 @@ TEST_CASE("parallel_for: an exception from a chunk is rethrown on the caller, th
     if (b == 6) throw std::logic_error("chunk at 6");
     ++finished;
   };
-  // n = 12, 4 threads: chunks at 0, 3, 6, 9.
-  CHECK_THROWS_WITH_AS(rlhf::detail::parallel_for(rlhf::cpu_backend{.threads = 4}, 12, body), "chunk at 3",
+  // n = 12, 3 threads: 12 chunks of one item, 0 … 11.
+  CHECK_THROWS_WITH_AS(rlhf::detail::parallel_for(rlhf::cpu_backend{.threads = 3}, 12, body), "chunk at 3",
                        std::runtime_error);
-  CHECK(finished == 2);  // the other chunks still ran to the end
+  CHECK(finished == 10);  // the other chunks still ran to the end
   // The pool is usable afterwards.
   CHECK(chunks_of(4, 12) == expected_chunks(4, 12));
 }

@@ -7,7 +7,10 @@
 // thread is free, so `threads` above the core count only changes the cut, not the result) and
 // keeps them: handing a call to a warm worker costs microseconds, not the ≈ 30 µs of starting a
 // std::thread. A worker spins briefly after each job (back-to-back calls are common: a loss runs
-// two or three parallel passes) and then sleeps on a condition variable.
+// two or three parallel passes) and then sleeps on a condition variable. Chunks are claimed one
+// at a time by whichever thread is free, and the caller closes the job once every chunk is
+// claimed, so a worker that wakes late (a sleeping vCPU can take 100 µs) finds nothing to do and
+// the caller never waits for it: a call is never slower than running alone, plus a wake-up.
 //
 // One call owns the pool at a time. A call made while the pool is busy — from inside a chunk
 // (recursion) or from another application thread — runs its chunks on its own calling thread,
@@ -75,22 +78,22 @@ class thread_pool {
 
   /// Runs task(context, c) for every c in [0, chunks) on the calling thread and up to
   /// `helpers` workers; returns false without running anything when the pool is owned by
-  /// another call (the caller then runs the chunks itself).
+  /// another call (the caller then runs the chunks itself). Chunks are claimed one at a time,
+  /// so a worker that wakes late finds them done and the caller never waits for it.
   bool try_run(std::ptrdiff_t chunks, std::ptrdiff_t helpers, task_fn task, void* context) {
     if (in_worker() || busy_.exchange(true, std::memory_order_acquire)) return false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       helpers = std::min(helpers, max_workers());
       while (static_cast<std::ptrdiff_t>(workers_.size()) < helpers) {
-        const std::size_t index = workers_.size();
 #if RLHF_HAS_EXCEPTIONS
         try {
-          workers_.emplace_back([this, index] { worker_main(index); });
+          workers_.emplace_back([this] { worker_main(); });
         } catch (...) {  // no more threads: use those there are
           break;
         }
 #else
-        workers_.emplace_back([this, index] { worker_main(index); });
+        workers_.emplace_back([this] { worker_main(); });
 #endif
       }
       helpers = std::min(helpers, static_cast<std::ptrdiff_t>(workers_.size()));
@@ -101,14 +104,19 @@ class thread_pool {
       task_ = task;
       context_ = context;
       chunks_ = chunks;
-      helpers_ = static_cast<std::size_t>(helpers);
+      helpers_ = helpers;
+      joined_ = 0;
+      closed_ = false;
       next_.store(0, std::memory_order_relaxed);
-      active_.store(helpers, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
     work_ready_.notify_all();
     run_chunks();
-    // Wait until every helper of this job has checked out (they may still be reading it).
+    // Every chunk is claimed: close the job to late workers, then wait for those inside it.
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+    }
     if (!spin_until([this] { return active_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(mutex_);
       job_done_.wait(lock, [this] { return active_.load(std::memory_order_acquire) == 0; });
@@ -151,7 +159,7 @@ class thread_pool {
     }
   }
 
-  void worker_main(std::size_t index) {
+  void worker_main() {
     in_worker() = true;
     std::uint64_t seen = 0;
     for (;;) {
@@ -159,18 +167,21 @@ class thread_pool {
         return stop_.load(std::memory_order_acquire) ||
                generation_.load(std::memory_order_acquire) != seen;
       };
+      if (!spin_until(news)) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        work_ready_.wait(lock, news);
+      }
       bool take_part = false;
       {
-        if (!spin_until(news)) {
-          std::unique_lock<std::mutex> lock(mutex_);
-          work_ready_.wait(lock, news);
-        }
-        // Snapshot the job under the lock it was published under. A helper of a job cannot
-        // miss it: the job's owner waits for every helper before the next job can start.
+        // Join the job published under this lock, unless it is closed or has its helpers.
         std::lock_guard<std::mutex> lock(mutex_);
         if (stop_.load(std::memory_order_relaxed)) return;
         seen = generation_.load(std::memory_order_relaxed);
-        take_part = index < helpers_;
+        if (!closed_ && joined_ < helpers_) {
+          ++joined_;
+          active_.fetch_add(1, std::memory_order_relaxed);
+          take_part = true;
+        }
       }
       if (!take_part) continue;
       run_chunks();
@@ -189,16 +200,22 @@ class thread_pool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<std::ptrdiff_t> next_{0};
   std::atomic<std::ptrdiff_t> active_{0};
+  // The current job; written under mutex_ by its owner, read by the workers that joined it.
   task_fn task_ = nullptr;
   void* context_ = nullptr;
   std::ptrdiff_t chunks_ = 0;
-  std::size_t helpers_ = 0;
+  std::ptrdiff_t helpers_ = 0;  ///< workers that may join
+  std::ptrdiff_t joined_ = 0;   ///< workers that joined (under mutex_)
+  bool closed_ = false;         ///< every chunk claimed: no more joins (under mutex_)
 };
 
 /// Calls body(begin, end) on contiguous chunks of [0, n). With threads ≤ 1, or too little work
 /// (fewer than `min_per_thread` items a thread), runs on the calling thread. The chunking
 /// depends only on n and the thread count, so results are reproducible for a given count.
 /// An exception thrown by any chunk is rethrown on the calling thread after all have finished.
+/// Chunks a participating thread gets on average (see parallel_for).
+inline constexpr std::ptrdiff_t chunks_per_thread = 4;
+
 template <class Body>
 void parallel_for(const cpu_backend& backend, std::ptrdiff_t n, Body&& body,
                   std::ptrdiff_t min_per_thread = 1) {
@@ -228,17 +245,20 @@ void parallel_for(const cpu_backend& backend, std::ptrdiff_t n, Body&& body,
 #endif
     }
   };
-  job j{body, n, threads
+  // Four chunks a thread: a thread that starts late (or runs on a busy core) leaves its share
+  // to the others. The cut still depends only on n and the thread count.
+  const std::ptrdiff_t chunks = std::min(n, threads * chunks_per_thread);
+  job j{body, n, chunks
 #if RLHF_HAS_EXCEPTIONS
-        , std::make_unique<std::exception_ptr[]>(static_cast<std::size_t>(threads))
+        , std::make_unique<std::exception_ptr[]>(static_cast<std::size_t>(chunks))
 #endif
   };
   const auto task = [](void* context, std::ptrdiff_t t) { static_cast<job*>(context)->run(t); };
   thread_pool* pool = thread_pool::instance();
-  if (pool == nullptr || !pool->try_run(threads, threads - 1, task, &j))
-    for (std::ptrdiff_t t = 0; t < threads; ++t) j.run(t);
+  if (pool == nullptr || !pool->try_run(chunks, threads - 1, task, &j))
+    for (std::ptrdiff_t t = 0; t < chunks; ++t) j.run(t);
 #if RLHF_HAS_EXCEPTIONS
-  for (std::ptrdiff_t t = 0; t < threads; ++t)
+  for (std::ptrdiff_t t = 0; t < chunks; ++t)
     if (j.errors[static_cast<std::size_t>(t)]) std::rethrow_exception(j.errors[static_cast<std::size_t>(t)]);
 #endif
 }
