@@ -70,10 +70,24 @@ sums row_sums(const T* x, const std::uint8_t* m, std::ptrdiff_t n) noexcept {
     namespace s = detail::simd;
     __m256d sum_lo = _mm256_setzero_pd(), sum_hi = sum_lo, all_lo = sum_lo, all_hi = sum_lo;
     std::ptrdiff_t t = 0;
-    for (; t + 8 <= n; t += 8) {
-      const __m256 v = _mm256_loadu_ps(x + t);
-      s::add_widened(all_lo, all_hi, v);
-      s::add_widened(sum_lo, sum_hi, m != nullptr ? s::keep(s::valid8(m + t), v) : v);
+    constexpr std::ptrdiff_t block = 128;
+    for (; t + 8 <= n;) {
+      const std::ptrdiff_t end = std::min(n / 8 * 8, t + block);
+      if (m == nullptr || s::count_valid(m + t, end - t) == end - t) {
+        // No padding in the block: its sum is both the masked and the unmasked one.
+        __m256d lo = _mm256_setzero_pd(), hi = lo;
+        for (; t < end; t += 8) s::add_widened(lo, hi, _mm256_loadu_ps(x + t));
+        sum_lo = _mm256_add_pd(sum_lo, lo);
+        sum_hi = _mm256_add_pd(sum_hi, hi);
+        all_lo = _mm256_add_pd(all_lo, lo);
+        all_hi = _mm256_add_pd(all_hi, hi);
+      } else {
+        for (; t < end; t += 8) {
+          const __m256 v = _mm256_loadu_ps(x + t);
+          s::add_widened(all_lo, all_hi, v);
+          s::add_widened(sum_lo, sum_hi, s::keep(s::valid8(m + t), v));
+        }
+      }
     }
     r.sum = s::sum4(sum_lo) + s::sum4(sum_hi);
     r.all = s::sum4(all_lo) + s::sum4(all_hi);
