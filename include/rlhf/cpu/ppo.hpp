@@ -27,6 +27,7 @@
 #include <rlhf/backend.hpp>
 #include <rlhf/config.hpp>
 #include <rlhf/detail/parallel.hpp>
+#include <rlhf/detail/rows.hpp>
 #include <rlhf/detail/simd.hpp>
 #include <rlhf/math/fast_exp.hpp>
 #include <rlhf/math/kl.hpp>
@@ -163,40 +164,6 @@ inline std::vector<std::int64_t> ppo_row_counts(mask_view mask, std::ptrdiff_t r
     counts[static_cast<std::size_t>(b)] = c;
   }
   return counts;
-}
-
-/// Row b of a (B, T) view as a contiguous pointer: the view's own memory when its inner
-/// stride is 1, else a copy in `scratch`. nullptr for an empty view.
-template <class T>
-const T* ppo_row_in(matrix_view<const T> v, std::ptrdiff_t b, std::vector<std::remove_const_t<T>>& scratch) {
-  if (v.empty()) return nullptr;
-  const std::ptrdiff_t cols = v.extent(1);
-  if (v.stride(1) == 1 || cols == 1) return &v(b, 0);
-  scratch.resize(static_cast<std::size_t>(cols));
-  for (std::ptrdiff_t t = 0; t < cols; ++t) scratch[static_cast<std::size_t>(t)] = v(b, t);
-  return scratch.data();
-}
-
-/// Where row b of an output goes: the view's memory, or `scratch` (then ppo_row_out_done
-/// copies it back). nullptr for an empty view.
-template <class T>
-T* ppo_row_out(matrix_view<T> v, std::ptrdiff_t b, std::vector<T>& scratch) {
-  if (v.empty()) return nullptr;
-  const std::ptrdiff_t cols = v.extent(1);
-  if (v.stride(1) == 1 || cols == 1) return &v(b, 0);
-  scratch.resize(static_cast<std::size_t>(cols));
-  return scratch.data();
-}
-template <class T>
-void ppo_row_out_done(matrix_view<T> v, std::ptrdiff_t b, const T* row) {
-  if (v.empty() || row == &v(b, 0)) return;
-  for (std::ptrdiff_t t = 0; t < v.extent(1); ++t) v(b, t) = row[t];
-}
-
-/// Rows per thread so that each thread gets ≥ 16K tokens (a pool hand-off costs microseconds).
-inline std::ptrdiff_t ppo_min_rows_per_thread(std::ptrdiff_t cols) noexcept {
-  constexpr std::ptrdiff_t min_tokens = 16384;
-  return std::max<std::ptrdiff_t>(1, (min_tokens + cols - 1) / std::max<std::ptrdiff_t>(1, cols));
 }
 
 /// Writes T(0) over every element of a (B, T) view.
@@ -662,17 +629,17 @@ ppo_policy_totals ppo_policy(const cpu_backend& backend, matrix_view<const T> lo
         std::vector<std::uint8_t> s_mask;
         for (std::ptrdiff_t b = begin; b < end; ++b) {
           const std::int64_t count = counts[static_cast<std::size_t>(b)];
-          ppo_policy_row_io<T> io{ppo_row_in(logp, b, s_lp), ppo_row_in(old_logp, b, s_old),
-                                  ppo_row_in(advantages, b, s_adv), ppo_row_in(mask, b, s_mask),
-                                  ppo_row_in(ref_logp, b, s_ref), ppo_row_out(dlogp, b, s_grad),
+          ppo_policy_row_io<T> io{detail::row_in(logp, b, s_lp), detail::row_in(old_logp, b, s_old),
+                                  detail::row_in(advantages, b, s_adv), detail::row_in(mask, b, s_mask),
+                                  detail::row_in(ref_logp, b, s_ref), detail::row_out(dlogp, b, s_grad),
                                   n_tokens, weights.weight(count), kl_weight};
           ppo_policy_row& row = rows[static_cast<std::size_t>(b)];
           row.count = count;
           ppo_policy_row_kernel(io, cfg, row);
-          ppo_row_out_done(dlogp, b, io.grad);
+          detail::row_out_done(dlogp, b, io.grad);
         }
       },
-      ppo_min_rows_per_thread(n_tokens));
+      detail::min_rows_per_thread(n_tokens));
 
   ppo_policy_totals out{};
   out.tokens = weights.tokens;
@@ -966,17 +933,17 @@ ppo_value_totals ppo_value(const cpu_backend& backend, matrix_view<const T> valu
         std::vector<std::uint8_t> s_mask;
         for (std::ptrdiff_t b = begin; b < end; ++b) {
           const std::int64_t count = counts[static_cast<std::size_t>(b)];
-          ppo_value_row_io<T> io{ppo_row_in(values, b, s_v), ppo_row_in(old_values, b, s_old),
-                                 ppo_row_in(returns, b, s_ret), ppo_row_in(mask, b, s_mask),
-                                 ppo_row_out(grad, b, s_grad), n_tokens,
+          ppo_value_row_io<T> io{detail::row_in(values, b, s_v), detail::row_in(old_values, b, s_old),
+                                 detail::row_in(returns, b, s_ret), detail::row_in(mask, b, s_mask),
+                                 detail::row_out(grad, b, s_grad), n_tokens,
                                  weights.weight(count) * grad_scale};
           ppo_value_row& row = rows[static_cast<std::size_t>(b)];
           row.count = count;
           ppo_value_row_kernel(io, cfg, row);
-          ppo_row_out_done(grad, b, io.grad);
+          detail::row_out_done(grad, b, io.grad);
         }
       },
-      ppo_min_rows_per_thread(n_tokens));
+      detail::min_rows_per_thread(n_tokens));
   if (zero) ppo_zero(dvalues);
 
   ppo_value_totals out{};

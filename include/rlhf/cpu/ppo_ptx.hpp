@@ -7,6 +7,7 @@
 #include <rlhf/config.hpp>
 #include <rlhf/cpu/ppo.hpp>
 #include <rlhf/detail/parallel.hpp>
+#include <rlhf/detail/rows.hpp>
 #include <rlhf/tensor_view.hpp>
 
 #include <cstddef>
@@ -44,9 +45,9 @@ ppo_ptx_totals ppo_ptx_nll(const cpu_backend& backend, matrix_view<const T> logp
         std::vector<std::uint8_t> s_mask;
         for (std::ptrdiff_t b = begin; b < end; ++b) {
           const std::int64_t count = counts[static_cast<std::size_t>(b)];
-          const T* lp = ppo_row_in(logp, b, s_lp);
-          const std::uint8_t* m = ppo_row_in(mask, b, s_mask);
-          T* g = ppo_row_out(dlogp, b, s_grad);
+          const T* lp = detail::row_in(logp, b, s_lp);
+          const std::uint8_t* m = detail::row_in(mask, b, s_mask);
+          T* g = detail::row_out(dlogp, b, s_grad);
           // d(−logp)/d(logp) = −1, times the row's weight and coef (as a second pass would).
           const T valid_grad = coef == 0.0 ? T(0) : static_cast<T>(-1.0 * (weights.weight(count) * coef));
           double nll = 0;
@@ -71,11 +72,11 @@ ppo_ptx_totals ppo_ptx_nll(const cpu_backend& backend, matrix_view<const T> logp
             else
               for (std::ptrdiff_t t = 0; t < n_tokens; ++t) g[t] = m[t] != 0 ? valid_grad : T(0);
           }
-          ppo_row_out_done(dlogp, b, g);
+          detail::row_out_done(dlogp, b, g);
           rows[static_cast<std::size_t>(b)] = {count, nll};
         }
       },
-      ppo_min_rows_per_thread(n_tokens));
+      detail::min_rows_per_thread(n_tokens));
   ppo_ptx_totals out{};
   out.tokens = weights.tokens;
   out.sequences = weights.sequences;

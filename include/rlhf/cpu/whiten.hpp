@@ -15,6 +15,7 @@
 
 #include <rlhf/backend.hpp>
 #include <rlhf/detail/parallel.hpp>
+#include <rlhf/detail/rows.hpp>
 #include <rlhf/detail/simd.hpp>
 #include <rlhf/math/whiten.hpp>
 #include <rlhf/tensor_view.hpp>
@@ -36,24 +37,6 @@ struct row_sums_result {
 };
 
 namespace whiten_rows {
-
-/// Rows per thread so that each thread gets ≥ 16K elements (a pool hand-off costs microseconds).
-inline std::ptrdiff_t min_rows_per_thread(std::ptrdiff_t cols) noexcept {
-  constexpr std::ptrdiff_t min_elements = 16384;
-  return std::max<std::ptrdiff_t>(1, (min_elements + cols - 1) / std::max<std::ptrdiff_t>(1, cols));
-}
-
-/// Row b of a (B, T) view as a contiguous pointer: the view's memory when its inner stride is
-/// 1, else a copy in `scratch`; nullptr for an empty view.
-template <class T>
-const T* row_in(matrix_view<const T> v, std::ptrdiff_t b, std::vector<std::remove_const_t<T>>& scratch) {
-  if (v.empty()) return nullptr;
-  const std::ptrdiff_t cols = v.extent(1);
-  if (v.stride(1) == 1 || cols == 1) return &v(b, 0);
-  scratch.resize(static_cast<std::size_t>(cols));
-  for (std::ptrdiff_t t = 0; t < cols; ++t) scratch[static_cast<std::size_t>(t)] = v(b, t);
-  return scratch.data();
-}
 
 struct sums {
   std::int64_t count = 0;
@@ -243,13 +226,13 @@ row_sums_result masked_row_sums(const cpu_backend& backend, matrix_view<const T>
         std::vector<T> s_x;
         std::vector<std::uint8_t> s_m;
         for (std::ptrdiff_t b = begin; b < end; ++b) {
-          const auto row = whiten_rows::row_sums(whiten_rows::row_in(x, b, s_x), whiten_rows::row_in(mask, b, s_m), cols);
+          const auto row = whiten_rows::row_sums(detail::row_in(x, b, s_x), detail::row_in(mask, b, s_m), cols);
           r.count[static_cast<std::size_t>(b)] = row.count;
           r.sum[static_cast<std::size_t>(b)] = row.sum;
           r.unmasked_sum[static_cast<std::size_t>(b)] = row.all;
         }
       },
-      whiten_rows::min_rows_per_thread(cols));
+      detail::min_rows_per_thread(cols));
   return r;
 }
 
@@ -266,9 +249,9 @@ double masked_centered_square_sum(const cpu_backend& backend, matrix_view<const 
         std::vector<std::uint8_t> s_m;
         for (std::ptrdiff_t b = begin; b < end; ++b)
           partial[static_cast<std::size_t>(b)] = whiten_rows::row_centered_squares(
-              whiten_rows::row_in(x, b, s_x), whiten_rows::row_in(mask, b, s_m), cols, center);
+              detail::row_in(x, b, s_x), detail::row_in(mask, b, s_m), cols, center);
       },
-      whiten_rows::min_rows_per_thread(cols));
+      detail::min_rows_per_thread(cols));
   double total = 0.0;
   for (double p : partial) total += p;
   return total;
@@ -320,14 +303,14 @@ void apply_whitening(const cpu_backend& backend, matrix_view<const T> x, mask_vi
         std::vector<T> s_x, s_out;
         std::vector<std::uint8_t> s_m;
         for (std::ptrdiff_t b = begin; b < end; ++b) {
-          const T* xr = whiten_rows::row_in(x, b, s_x);
+          const T* xr = detail::row_in(x, b, s_x);
           T* o = out_unit ? &out(b, 0) : (s_out.resize(static_cast<std::size_t>(cols)), s_out.data());
-          whiten_rows::row_apply(xr, whiten_rows::row_in(mask, b, s_m), cols, c, masked_mode, no_valid, o);
+          whiten_rows::row_apply(xr, detail::row_in(mask, b, s_m), cols, c, masked_mode, no_valid, o);
           if (!out_unit)
             for (std::ptrdiff_t t = 0; t < cols; ++t) out(b, t) = o[t];
         }
       },
-      whiten_rows::min_rows_per_thread(cols));
+      detail::min_rows_per_thread(cols));
 }
 
 }  // namespace rlhf::cpu_impl
