@@ -6,7 +6,8 @@ For each registry entry NAME|binary|filter|peer-script it
      nothing of the warm-up is kept),
   2. runs ROUNDS interleaved rounds: ours (the binary, filtered, JSON output), the peer
      (every case of the peer script, in this process), the machine-limit probes
-     (stream_bench at the working-set sizes of this entry's cases, 1 and 2 threads),
+     (stream_bench at the working-set sizes of this entry's cases, 1 and 2 threads; and
+     sgemm_bench's SGEMM / FMA-peak probes when a case is labelled limit=sgemm / limit=fma),
   3. takes medians over the rounds and writes bench-results/NAME.json (a list of records,
      one per (our case, peer) pair) and bench-results/NAME.raw.json (everything, git-ignored),
   4. prints a table.
@@ -32,6 +33,9 @@ KIB, MIB = 1024, 1024 * 1024
 PROBE_SIZES = [16 * KIB * 2**k for k in range(11)]  # 16 KiB … 16 MiB (stream_bench's cache sizes)
 PROBE_DRAM = 768 * MIB
 LIMIT_KIND = {"read_bw": "read", "copy_bw": "copy", "triad_bw": "triad"}
+# Compute limits: label `limit=sgemm` / `limit=fma` compares the case's `flops` counter (FLOPs a
+# call) per second with sgemm_bench's probes of the same thread count (the fastest probe shape).
+FLOP_LIMIT = {"sgemm": "^BM_sgemm/", "fma": "^BM_fma_peak/"}
 
 
 def run_gbench(binary, pattern, min_time):
@@ -121,6 +125,7 @@ def run_entry(name, binary, pattern, peer_path, args, root):
     peer_info = peer.describe() if hasattr(peer, "describe") else {}
     cases = peer.cases()
     probe_bin = os.path.join(os.path.dirname(binary), "stream_bench")
+    flop_probe_bin = os.path.join(os.path.dirname(binary), "sgemm_bench")
     load_before = os.getloadavg()
 
     # Warm-up: excluded from every statistic.
@@ -135,10 +140,13 @@ def run_entry(name, binary, pattern, peer_path, args, root):
         keyed[(lab.get("variant"), lab.get("shape"), int(lab.get("threads", 1)))] = bench_name
     sizes = sorted({probe_size(r["counters"].get("ws_bytes", r["counters"].get("bytes", 0))) for r in ours_warm.values()})
     probe_pattern = "^BM_(read|copy|triad)/bytes:(" + "|".join(str(s) for s in sizes + [PROBE_DRAM]) + ")/"
+    flop_kinds = sorted({r["label"].get("limit") for r in ours_warm.values()} & FLOP_LIMIT.keys())
+    flop_pattern = "|".join(FLOP_LIMIT[k] for k in flop_kinds)
 
     ours_rounds = {n: [] for n in ours_warm}
     peer_rounds = [[] for _ in cases]
     probe_rounds = {}
+    flop_rounds = {}
     for rnd in range(args.rounds):
         t0 = time.time()
         ours, _ = run_gbench(binary, pattern, args.min_time)
@@ -152,6 +160,12 @@ def run_entry(name, binary, pattern, peer_path, args, root):
             for n, r in probes.items():
                 m = re.match(r"BM_(\w+)/bytes:(\d+)/real_time/threads:(\d+)", n)
                 probe_rounds.setdefault((m.group(1), int(m.group(2)), int(m.group(3))), []).append(r["counters"]["bytes"] / r["s"])
+            if flop_pattern:
+                probes, _ = run_gbench(flop_probe_bin, flop_pattern, args.probe_min_time)
+                for n, r in probes.items():
+                    kind = "sgemm" if n.startswith("BM_sgemm/") else "fma"
+                    threads = int(re.search(r"threads:(\d+)", n).group(1))
+                    flop_rounds.setdefault((kind, n, threads), []).append(r["counters"]["flops"] / r["s"])
         print(f"  round {rnd + 1}/{args.rounds} done in {time.time() - t0:.1f} s", flush=True)
 
     load_after = os.getloadavg()
@@ -160,6 +174,7 @@ def run_entry(name, binary, pattern, peer_path, args, root):
                  "rounds": args.rounds, "min_time_s": args.min_time, "peer_versions": peer_info})
 
     probe_median = {k: median(v) for k, v in probe_rounds.items()}
+    flop_median = {k: median(v) for k, v in flop_rounds.items()}
     records = []
     for i, c in enumerate(cases):
         bench_name = keyed.get((c.variant, c.shape, c.threads))
@@ -197,9 +212,21 @@ def run_entry(name, binary, pattern, peer_path, args, root):
                 "probes_GBps": {f"{k}_{'dram' if s == PROBE_DRAM else s}": probe_median[(k, s, c.threads)] / 1e9
                                 for (k, s, t) in probe_median if t == c.threads and s in (size, PROBE_DRAM)},
             })
+        elif limit in FLOP_LIMIT and not args.no_probe and info["counters"].get("flops"):
+            flops = info["counters"]["flops"]
+            probes = {n: v for (k, n, t), v in flop_median.items() if k == limit and t == c.threads}
+            best = max(probes, key=probes.get) if probes else None
+            rec.update({
+                "flops": flops, "ours_GFLOPs": flops / ours_s / 1e9, "limit_GBps": None,
+                "limit_probe": f"{best} (fastest {limit} probe, {c.threads} thread(s))" if best else None,
+                "limit_GFLOPs": probes[best] / 1e9 if best else None,
+                "limit_fraction": flops / ours_s / probes[best] if best else None,
+                "probes_GFLOPs": {n: v / 1e9 for n, v in probes.items()},
+            })
         else:
             rec.update({"limit_GBps": None, "limit_fraction": None,
-                        "limit_note": "no probe for this limit yet" if kind is None else "probes skipped"})
+                        "limit_note": "no probe for this limit yet" if kind is None and limit not in FLOP_LIMIT
+                        else "probes skipped (or no flops counter)"})
         rec.update({"rounds": args.rounds, "ours_rounds_s": ours_rounds[bench_name],
                     "peer_rounds_s": peer_rounds[i], "meta": meta})
         records.append(rec)
@@ -209,7 +236,8 @@ def run_entry(name, binary, pattern, peer_path, args, root):
         json.dump(records, f, indent=1)
     with open(os.path.join(root, "bench-results", f"{name}.raw.json"), "w") as f:
         json.dump({"ours_rounds_s": ours_rounds, "peer_rounds_s": {f"{c.variant}|{c.shape}|{c.threads}|{c.peer}": peer_rounds[i] for i, c in enumerate(cases)},
-                   "probe_rounds_Bps": {f"{k}|{s}|{t}": v for (k, s, t), v in probe_rounds.items()}, "meta": meta}, f, indent=1)
+                   "probe_rounds_Bps": {f"{k}|{s}|{t}": v for (k, s, t), v in probe_rounds.items()},
+                   "probe_rounds_FLOPs": {f"{k}|{n}|{t}": v for (k, n, t), v in flop_rounds.items()}, "meta": meta}, f, indent=1)
     print_table(name, records, meta)
     return records
 
@@ -225,8 +253,9 @@ def print_table(name, records, meta):
         def f2(x, fmt):
             return fmt.format(x) if x is not None else "-"
         print(f"{r['benchmark']:<16} {r['shape']:>8} {r['threads']:>3} {fmt_time(r['ours_s']):>9} {r['peer']:<15} "
-              f"{fmt_time(r['peer_s']):>9} {f2(r['ratio'], '{:.0f}x'):>8} {f2(r['tokens_per_s'] and r['tokens_per_s'] / 1e6, '{:.0f}'):>8} "
-              f"{f2(r['ours_GBps'], '{:.1f}'):>6} {f2(r.get('limit_GBps'), '{:.1f}'):>10} {f2(r.get('limit_fraction'), '{:.0%}'):>5} "
+              f"{fmt_time(r['peer_s']):>9} {f2(r['ratio'], '{:.0f}x' if (r['ratio'] or 0) >= 10 else '{:.2f}x'):>8} {f2(r['tokens_per_s'] and r['tokens_per_s'] / 1e6, '{:.0f}'):>8} "
+              f"{f2(r['ours_GBps'], '{:.1f}') if 'ours_GFLOPs' not in r else f2(r['ours_GFLOPs'], '{:.0f}GF'):>6} "
+              f"{f2(r.get('limit_GBps'), '{:.1f}') if 'limit_GFLOPs' not in r else f2(r.get('limit_GFLOPs'), '{:.0f}GF'):>10} {f2(r.get('limit_fraction'), '{:.0%}'):>5} "
               f"{f2(r.get('limit_fraction_dram'), '{:.0%}'):>9}")
 
 
