@@ -39,7 +39,8 @@ template <class M>
 void set_parameters(M& model, const std::vector<double>& x) {
   std::size_t k = 0;
   for (auto& p : model.parameters())
-    for (std::ptrdiff_t i = 0; i < p.value.extent(0); ++i) p.value(i) = x[k++];
+    for (std::ptrdiff_t i = 0; i < p.value.extent(0); ++i)
+      p.value(i) = static_cast<std::remove_cvref_t<decltype(p.value(i))>>(x[k++]);
 }
 
 }  // namespace
