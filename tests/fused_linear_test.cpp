@@ -3,6 +3,7 @@
 // differences, float against double, accumulation into dW, thread counts bitwise, the workspace
 // bound, and argument errors.
 #include <rlhf/fused_linear.hpp>
+#include <rlhf/logprobs.hpp>
 
 #include <doctest/doctest.h>
 
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -159,6 +161,55 @@ TEST_CASE_TEMPLATE("fused_linear: forward equals the materialised-logits definit
     RLHF_CHECK_CLOSE(f.entropy, r.entropy, value_tolerance<T>());
     RLHF_CHECK_CLOSE(f.lse, r.lse, value_tolerance<T>());
   }
+}
+
+TEST_CASE_TEMPLATE("fused_linear: equals rlhf::token_logprobs on the materialised logits, forward and backward", T, float,
+                   double) {
+  const std::ptrdiff_t n = 37, d = 11, v = 101;
+  const double temperature = 0.8;
+  const auto p = make_problem(n, d, v, 80);
+  const auto h = as<T>(p.hidden);
+  const auto w = as<T>(p.w);
+  // logits = hidden · Wᵀ, each a double dot product rounded once to T.
+  std::vector<T> logits(static_cast<std::size_t>(n * v));
+  for (std::ptrdiff_t i = 0; i < n; ++i)
+    for (std::ptrdiff_t j = 0; j < v; ++j) {
+      double x = 0;
+      for (std::ptrdiff_t k = 0; k < d; ++k)
+        x += static_cast<double>(h[static_cast<std::size_t>(i * d + k)]) * static_cast<double>(w[static_cast<std::size_t>(j * d + k)]);
+      logits[static_cast<std::size_t>(i * v + j)] = static_cast<T>(x);
+    }
+  std::vector<T> logp(static_cast<std::size_t>(n)), ent(logp.size()), lse(logp.size());
+  rlhf::token_logprobs(rlhf::cpu, rlhf::cube_view<const T>(logits.data(), 1, n, v),
+                       rlhf::matrix_view<const rlhf::token_id>(p.labels.data(), 1, n),
+                       {.logp = view(logp, 1, n), .entropy = view(ent, 1, n), .logsumexp = view(lse, 1, n)},
+                       {.temperature = temperature});
+  const rlhf::fused_linear_options o{.temperature = temperature, .vocab_block = 16};
+  const auto f = run_forward<T>(p, o);
+  RLHF_CHECK_CLOSE(f.logp, logp, value_tolerance<T>());
+  RLHF_CHECK_CLOSE(f.entropy, ent, value_tolerance<T>());
+  RLHF_CHECK_CLOSE(f.lse, lse, value_tolerance<T>());
+
+  // Backward: token_logprobs_backward's dlogits, multiplied out in double.
+  const auto g = rlhf::test::normal_vector<double>(static_cast<std::size_t>(n), 81);
+  const auto gt = as<T>(g);
+  std::vector<T> dlogits(logits.size());
+  rlhf::token_logprobs_backward(rlhf::cpu, rlhf::cube_view<const T>(logits.data(), 1, n, v),
+                                rlhf::matrix_view<const rlhf::token_id>(p.labels.data(), 1, n), view(std::as_const(lse), 1, n),
+                                view(gt, 1, n), {}, rlhf::cube_view<T>(dlogits.data(), 1, n, v), {.temperature = temperature});
+  std::vector<double> dh(static_cast<std::size_t>(n * d)), dw(static_cast<std::size_t>(v * d));
+  for (std::ptrdiff_t i = 0; i < n; ++i)
+    for (std::ptrdiff_t j = 0; j < v; ++j)
+      for (std::ptrdiff_t k = 0; k < d; ++k) {
+        const double dx = static_cast<double>(dlogits[static_cast<std::size_t>(i * v + j)]);
+        dh[static_cast<std::size_t>(i * d + k)] += dx * static_cast<double>(w[static_cast<std::size_t>(j * d + k)]);
+        dw[static_cast<std::size_t>(j * d + k)] += dx * static_cast<double>(h[static_cast<std::size_t>(i * d + k)]);
+      }
+  const auto b = run_backward<T>(p, f, g, {}, o);
+  const rlhf::test::tolerance tol = sizeof(T) == 4 ? rlhf::test::tolerance{.rtol = 1e-4, .atol = 1e-5}
+                                                   : rlhf::test::tolerance{.rtol = 1e-10, .atol = 1e-13};
+  RLHF_CHECK_CLOSE(b.dhidden, dh, tol);
+  RLHF_CHECK_CLOSE(b.dw, dw, tol);
 }
 
 TEST_CASE_TEMPLATE("fused_linear: large logits neither overflow nor lose the label", T, float, double) {
