@@ -13,9 +13,10 @@
 //                       a piece that is a whole token is emitted as that token first.
 //
 // Cost: pieces up to 128 bytes use an in-place linear merge over small arrays (what tiktoken
-// does below 100 bytes); longer pieces use a binary heap of (priority, position) with lazy
-// invalidation over a linked list of parts: O(n log n), so a megabyte of one repeated
-// character or of base64 takes milliseconds, not the minutes a quadratic merge needs.
+// does below 100 bytes); longer pieces use a priority queue of (priority, position) with lazy
+// invalidation over a linked list of parts (a bucket per priority, see detail::bucket_queue):
+// near-linear, so a megabyte of one repeated character or of base64 takes tens of milliseconds,
+// not the minutes a quadratic merge needs.
 // The first round of pair priorities (two single bytes) comes from a 256×256 table.
 // Scratch arrays are per thread and reused: after warm-up, encoding allocates nothing.
 //
@@ -28,9 +29,9 @@
 #include <rlhf/tokenizer/vocabulary.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,6 +51,90 @@ enum class bpe_rule { ranks, merges };
 
 namespace detail {
 
+inline constexpr std::int32_t no_merge = 0x7FFFFFFF;
+
+/// The priority queue of the long-piece merge: entries (priority, position) come out by lowest
+/// priority, then lowest position, exactly like a heap ordered by (priority, position), but
+/// with one bucket of positions per distinct priority and a small heap over the priorities that
+/// have a bucket. A long piece has few distinct pair priorities and many positions (a megabyte
+/// of "a" has ~10 priorities and a million positions), so this is linear in practice where a
+/// heap of a million entries is memory-bound. A bucket is sorted when it is next taken from and
+/// something was added out of order; merging at priority p never creates a pair of priority p
+/// (the merged token is longer than either part), so the bucket being drained is stable.
+class bucket_queue {
+ public:
+  /// Prepares for priorities in [0, bound).
+  void reset(std::size_t bound) {
+    if (bucket_of_.size() < bound) bucket_of_.resize(bound, -1);
+  }
+  void push(std::int32_t prio, std::uint32_t pos) {
+    std::int32_t& b = bucket_of_[static_cast<std::size_t>(prio)];
+    if (b < 0) {
+      b = static_cast<std::int32_t>(used_);
+      if (used_ == buckets_.size()) buckets_.emplace_back();
+      buckets_[used_].prio = prio;
+      ++used_;
+    }
+    bucket& k = buckets_[static_cast<std::size_t>(b)];
+    if (k.pos.size() > k.cursor && pos < k.pos.back()) k.sorted = false;
+    k.pos.push_back(pos);
+    if (!k.queued) {
+      k.queued = true;
+      prios_.push_back(prio);
+      std::push_heap(prios_.begin(), prios_.end(), std::greater<>());
+    }
+  }
+  /// The next (priority, position); false when empty.
+  bool pop(std::int32_t& prio, std::uint32_t& pos) {
+    while (!prios_.empty()) {
+      const std::int32_t p = prios_.front();
+      bucket& k = buckets_[static_cast<std::size_t>(bucket_of_[static_cast<std::size_t>(p)])];
+      if (k.cursor == k.pos.size()) {
+        std::pop_heap(prios_.begin(), prios_.end(), std::greater<>());
+        prios_.pop_back();
+        k.queued = false;
+        k.pos.clear();
+        k.cursor = 0;
+        continue;
+      }
+      if (!k.sorted) {
+        std::sort(k.pos.begin() + static_cast<std::ptrdiff_t>(k.cursor), k.pos.end());
+        k.sorted = true;
+      }
+      prio = p;
+      pos = k.pos[k.cursor++];
+      return true;
+    }
+    return false;
+  }
+  /// Empties the queue (buckets keep their memory for the next piece).
+  void clear() {
+    for (std::size_t i = 0; i < used_; ++i) {
+      bucket& k = buckets_[i];
+      bucket_of_[static_cast<std::size_t>(k.prio)] = -1;
+      k.pos.clear();
+      k.cursor = 0;
+      k.sorted = true;
+      k.queued = false;
+    }
+    used_ = 0;
+    prios_.clear();
+  }
+
+ private:
+  struct bucket {
+    std::vector<std::uint32_t> pos;
+    std::size_t cursor = 0;
+    std::int32_t prio = 0;
+    bool sorted = true;
+    bool queued = false;
+  };
+  std::vector<std::int32_t> bucket_of_;  // priority → bucket, −1 = none
+  std::vector<bucket> buckets_;
+  std::size_t used_ = 0;
+  std::vector<std::int32_t> prios_;  // min-heap of the priorities with a queued bucket
+};
+
 /// Per-thread scratch arrays of the merge, grown once and reused.
 struct bpe_scratch {
   std::vector<std::uint32_t> start;  // byte offset where part i starts (+ one past the end)
@@ -57,14 +142,12 @@ struct bpe_scratch {
   std::vector<std::int32_t> prio;    // priority of merging part i with part i+1 (max = none)
   std::vector<token_id> result;      // token that merge would produce
   std::vector<std::uint32_t> next, prev;
-  std::vector<std::uint64_t> heap;
+  bucket_queue queue;
 };
 inline bpe_scratch& bpe_thread_scratch() {
   thread_local bpe_scratch s;
   return s;
 }
-
-inline constexpr std::int32_t no_merge = 0x7FFFFFFF;
 
 /// A flat open-addressing hash from a (left, right) id pair to (priority, result).
 class pair_table {
@@ -135,6 +218,7 @@ class bpe_model {
     m.rule_ = bpe_rule::ranks;
     m.whole_piece_first_ = true;
     m.check_single_bytes("rlhf::bpe_model::from_ranks()");
+    m.prio_bound_ = m.tokens_.id_bound();
     m.build_byte_pairs();
     return m;
   }
@@ -150,6 +234,7 @@ class bpe_model {
     m.whole_piece_first_ = ignore_merges;
     m.check_single_bytes(function);
     m.pairs_.reserve(merges.size());
+    m.prio_bound_ = merges.size();
     std::string joined;
     for (std::size_t i = 0; i < merges.size(); ++i) {
       const bpe_merge mg = merges[i];
@@ -216,10 +301,10 @@ class bpe_model {
     encode_piece(piece, [&](token_id id) { out.push_back(id); });
   }
 
-  /// Pieces up to this many bytes take the linear merge; longer ones the heap.
+  /// Pieces up to this many bytes take the linear merge; longer ones the priority queue.
   static constexpr std::size_t small_piece = 128;
 
-  /// The same result with the heap merge whatever the length (for tests of the two paths).
+  /// The same result with the priority-queue merge whatever the length (for tests of the two paths).
   template <class Emit>
   void encode_piece_with_heap(std::string_view piece, Emit&& emit) const {
     if (piece.empty()) return;
@@ -350,11 +435,9 @@ class bpe_model {
     token_id* result = w.result.data();
     std::uint32_t* next = w.next.data();
     std::uint32_t* prev = w.prev.data();
-    std::vector<std::uint64_t>& heap = w.heap;
-    heap.clear();
-    const auto key = [](std::int32_t p, std::uint32_t pos) {
-      return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(p)) << 32) | pos;
-    };
+    detail::bucket_queue& queue = w.queue;
+    queue.clear();
+    queue.reset(prio_bound_);
     for (std::size_t i = 0; i < n; ++i) {
       id[i] = byte_token_[s[i]];
       next[i] = static_cast<std::uint32_t>(i + 1);
@@ -364,31 +447,23 @@ class bpe_model {
       const pair_value v = byte_pairs_[(std::size_t{s[i]} << 8) | s[i + 1]];
       prio[i] = v.prio;
       result[i] = v.result;
-      if (v.prio != detail::no_merge) heap.push_back(key(v.prio, static_cast<std::uint32_t>(i)));
+      if (v.prio != detail::no_merge) queue.push(v.prio, static_cast<std::uint32_t>(i));
     }
     prio[n - 1] = detail::no_merge;
-    const auto greater = std::greater<std::uint64_t>();
-    std::make_heap(heap.begin(), heap.end(), greater);
-    const auto update = [&](std::uint32_t i) {  // recompute the pair starting at part i
-      const std::uint32_t j = next[i];
-      if (j >= n) {
-        prio[i] = detail::no_merge;
+    const auto update = [&](std::uint32_t a) {  // recompute the pair starting at part a
+      const std::uint32_t b = next[a];
+      if (b >= n) {
+        prio[a] = detail::no_merge;
         return;
       }
-      const pair_value v = pair_of(id[i], id[j], piece.substr(i, next[j] - i));
-      prio[i] = v.prio;
-      result[i] = v.result;
-      if (v.prio != detail::no_merge) {
-        heap.push_back(key(v.prio, i));
-        std::push_heap(heap.begin(), heap.end(), greater);
-      }
+      const pair_value v = pair_of(id[a], id[b], piece.substr(a, next[b] - a));
+      prio[a] = v.prio;
+      result[a] = v.result;
+      if (v.prio != detail::no_merge) queue.push(v.prio, a);
     };
-    while (!heap.empty()) {
-      std::pop_heap(heap.begin(), heap.end(), greater);
-      const std::uint64_t top = heap.back();
-      heap.pop_back();
-      const auto i = static_cast<std::uint32_t>(top & 0xFFFFFFFFu);
-      const auto p = static_cast<std::int32_t>(top >> 32);
+    std::int32_t p = 0;
+    std::uint32_t i = 0;
+    while (queue.pop(p, i)) {
       if (prio[i] != p) continue;  // stale: part i was merged away or its pair changed
       // Merge part i with the next one.
       const std::uint32_t j = next[i];
@@ -399,7 +474,7 @@ class bpe_model {
       update(i);
       if (prev[i] != none) update(prev[i]);
     }
-    for (std::uint32_t i = 0; i < n; i = next[i]) emit(id[i]);
+    for (std::uint32_t k = 0; k < n; k = next[k]) emit(id[k]);
   }
 
   token_table tokens_;
@@ -407,6 +482,7 @@ class bpe_model {
   bool whole_piece_first_ = true;
   token_id byte_token_[256] = {};
   std::vector<pair_value> byte_pairs_;  // 256×256: first-round merges of two single bytes
+  std::size_t prio_bound_ = 0;          // priorities are in [0, prio_bound_)
   detail::pair_table pairs_;            // merges rule only
 };
 
