@@ -99,6 +99,18 @@ TEST_CASE("pretokenizer: from_regex runs the scanner for the listed spellings on
 #endif
 }
 
+TEST_CASE("pretokenizer: every listed spelling yields non-empty pieces covering the text") {
+  const std::string text = "It's 2024:\r\n  caf" + utf8(0xE9) + utf8(0x0301) + " " + utf8(0x4E00) + utf8(0x3000) +
+                           "x  \n\n" + utf8(0x1F600) + "!!/ \xFF" + "  ";
+  for (const auto pattern : all_patterns()) {
+    CAPTURE(pattern);
+    const auto pre = rlhf::pretokenizer::from_regex(pattern);
+    CHECK(pre.kind() != rlhf::pretokenizer_kind::regex);
+    check_cover(pieces(pre, text), text);
+    CHECK(pre.split(text).size() == pieces(pre, text).size());
+  }
+}
+
 TEST_CASE("pretokenizer: known splits of the three patterns") {
   const auto gpt2 = rlhf::pretokenizer::gpt2();
   const auto cl100k = rlhf::pretokenizer::cl100k();
