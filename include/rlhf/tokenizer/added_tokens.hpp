@@ -105,15 +105,17 @@ class added_token_matcher {
   [[nodiscard]] bool empty() const noexcept { return tokens_.empty(); }
 
   /// Calls on_part(added_token_part) for consecutive parts covering `text` (none when the text
-  /// is empty).
+  /// is empty). With `skip_special`, special tokens are found but left as text (Hugging Face's
+  /// `encode_special_tokens`: the match still consumes its text, so it can hide an overlapping
+  /// non-special token, exactly as there).
   template <class F>
-  void split(std::string_view text, F&& on_part) const {
+  void split(std::string_view text, F&& on_part, bool skip_special = false) const {
     if (text.empty()) return;
-    pass(text, 0, text.size(), 0, [&](const added_token_part& p) {
+    pass(text, 0, text.size(), 0, skip_special, [&](const added_token_part& p) {
       if (p.id >= 0) {
         on_part(p);
       } else {
-        pass(text, p.begin, p.end, 1, on_part);
+        pass(text, p.begin, p.end, 1, skip_special, on_part);
       }
     });
   }
@@ -121,7 +123,7 @@ class added_token_matcher {
  private:
   // One pass over text[begin, end): matches of the pass's tokens and the gaps between them.
   template <class F>
-  void pass(std::string_view whole, std::size_t begin, std::size_t end, int which, F&& on_part) const {
+  void pass(std::string_view whole, std::size_t begin, std::size_t end, int which, bool skip_special, F&& on_part) const {
     const std::string_view text = whole.substr(begin, end - begin);
     const auto& buckets = first_byte_[which];
     bool any = false;
@@ -154,6 +156,7 @@ class added_token_matcher {
       std::size_t stop = i + hit->content.size();
       i = stop;  // the scan resumes after the match, whatever the flags decide
       if (start < start_offset) continue;  // inside text an earlier rstrip took
+      if (skip_special && hit->special) continue;
       if (hit->single_word) {
         const bool space_before = start == 0 || !detail::is_word_char(detail::code_point_before(text, start));
         bool space_after = stop == text.size();

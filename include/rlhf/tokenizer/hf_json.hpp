@@ -274,30 +274,11 @@ class hf_tokenizer {
   /// Token ids of `text` as Hugging Face's `Tokenizer.encode(text, add_special_tokens=False)`:
   /// added tokens are always recognised. Invalid UTF-8 is encoded byte by byte (Hugging Face
   /// cannot receive it).
-  [[nodiscard]] std::vector<token_id> encode(std::string_view text) const {
-    std::vector<token_id> out;
-    out.reserve(text.size() / 3 + 1);
-    if (matcher_.empty()) {
-      encode_plain(text, out);
-    } else {
-      matcher_.split(text, [&](const added_token_part& p) {
-        if (p.id >= 0) {
-          out.push_back(p.id);
-        } else {
-          encode_plain(text.substr(p.begin, p.end - p.begin), out);
-        }
-      });
-    }
-    return out;
-  }
+  [[nodiscard]] std::vector<token_id> encode(std::string_view text) const { return encode_impl(text, false); }
 
-  /// Token ids of `text` with added tokens treated as ordinary text (Hugging Face's
-  /// `encode_special_tokens = True`).
-  [[nodiscard]] std::vector<token_id> encode_ordinary(std::string_view text) const {
-    std::vector<token_id> out;
-    encode_plain(text, out);
-    return out;
-  }
+  /// Token ids of `text` with the special added tokens treated as ordinary text (Hugging Face's
+  /// `encode_special_tokens = True`); non-special added tokens are still recognised.
+  [[nodiscard]] std::vector<token_id> encode_ordinary(std::string_view text) const { return encode_impl(text, true); }
 
   /// The number of tokens encode(text) returns.
   [[nodiscard]] std::size_t count(std::string_view text) const { return encode(text).size(); }
@@ -349,6 +330,26 @@ class hf_tokenizer {
   [[nodiscard]] bool ignore_merges() const noexcept { return model_.whole_piece_first(); }
 
  private:
+  std::vector<token_id> encode_impl(std::string_view text, bool skip_special) const {
+    std::vector<token_id> out;
+    out.reserve(text.size() / 3 + 1);
+    if (matcher_.empty()) {
+      encode_plain(text, out);
+      return out;
+    }
+    matcher_.split(
+        text,
+        [&](const added_token_part& p) {
+          if (p.id >= 0) {
+            out.push_back(p.id);
+          } else {
+            encode_plain(text.substr(p.begin, p.end - p.begin), out);
+          }
+        },
+        skip_special);
+    return out;
+  }
+
   void encode_plain(std::string_view text, std::vector<token_id>& out) const {
     if (text.empty()) return;
     std::string prefixed;
