@@ -32,6 +32,7 @@
 #include <rlhf/logprobs.hpp>
 #include <rlhf/tensor_view.hpp>
 
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <string>
@@ -125,15 +126,12 @@ inline lm_loss_result lm_loss(const cpu_backend& backend, cube_view<const double
 
 }  // namespace rlhf
 
-#if !defined(__CUDACC__)
 namespace rlhf {
-/// Reached only from a host compiler: no CUDA overloads exist yet.
+/// The CUDA backend has no LM-loss kernel yet: a call with cuda_backend stops at compile time.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void lm_loss(B&&, Args&&...) {
   static_assert(detail::dependent_false<B>,
-                "rlhf::lm_loss(cuda_backend, ...) needs nvcc: call it from a .cu file that includes "
-                "<rlhf/lm_loss.hpp>");
+                "rlhf::lm_loss(cuda_backend, ...) is not implemented for the CUDA backend yet");
 }
 }  // namespace rlhf
-#endif

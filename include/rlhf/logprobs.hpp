@@ -11,12 +11,14 @@
 //   logp  = z[label] − lse                             (log_softmax + gather)
 //   H     = −Σ_v p_v log p_v,  p = softmax(z)          (0·log 0 = 0)
 //   KL    = Σ_v p_v (log p_v − log q_v),  q = softmax(ref_logits / temperature)
-//                                                      (TRL 0.11 kl_penalty = "full")
+//                                                      (TRL 0.11 kl_penalty = "full"; named
+//                                                      full_kl_from_logits: rlhf::full_kl of
+//                                                      <rlhf/kl.hpp> takes log-prob tensors)
 //
 // Gradients w.r.t. the logits (written over the logits if dlogits is the logits view):
 //
-//   token_logprobs_backward:  dlogits = (g_logp·(onehot(label) − p) − g_H·p·(log p + H)) / τ
-//   full_kl_from_logits_backward:         dlogits = g_kl·p·(log p − log q − KL) / τ
+//   token_logprobs_backward:       dlogits = (g_logp·(onehot(label) − p) − g_H·p·(log p + H)) / τ
+//   full_kl_from_logits_backward:  dlogits = g_kl·p·(log p − log q − KL) / τ
 //
 // Nothing of size B·T·V is allocated: each (b, t) row is reduced with an online softmax
 // (math/logprobs.hpp) and the backward pass rewrites the row while it is in cache. Accumulation
@@ -249,36 +251,30 @@ inline void full_kl_from_logits_backward(const cpu_backend& backend, cube_view<c
 
 }  // namespace rlhf
 
-#if !defined(__CUDACC__)
 namespace rlhf {
-/// Reached only from a host compiler: no CUDA overloads exist yet.
+/// The CUDA backend has no log-prob kernels yet: a call with cuda_backend stops at compile time.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void token_logprobs(B&&, Args&&...) {
   static_assert(detail::dependent_false<B>,
-                "rlhf::token_logprobs(cuda_backend, ...) needs nvcc: call it from a .cu file that includes "
-                "<rlhf/logprobs.hpp>");
+                "rlhf::token_logprobs(cuda_backend, ...) is not implemented for the CUDA backend yet");
 }
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void token_logprobs_backward(B&&, Args&&...) {
   static_assert(detail::dependent_false<B>,
-                "rlhf::token_logprobs_backward(cuda_backend, ...) needs nvcc: call it from a .cu file that "
-                "includes <rlhf/logprobs.hpp>");
+                "rlhf::token_logprobs_backward(cuda_backend, ...) is not implemented for the CUDA backend yet");
 }
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void full_kl_from_logits(B&&, Args&&...) {
   static_assert(detail::dependent_false<B>,
-                "rlhf::full_kl_from_logits(cuda_backend, ...) needs nvcc: call it from a .cu file that includes "
-                "<rlhf/logprobs.hpp>");
+                "rlhf::full_kl_from_logits(cuda_backend, ...) is not implemented for the CUDA backend yet");
 }
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void full_kl_from_logits_backward(B&&, Args&&...) {
   static_assert(detail::dependent_false<B>,
-                "rlhf::full_kl_from_logits_backward(cuda_backend, ...) needs nvcc: call it from a .cu file that includes "
-                "<rlhf/logprobs.hpp>");
+                "rlhf::full_kl_from_logits_backward(cuda_backend, ...) is not implemented for the CUDA backend yet");
 }
 }  // namespace rlhf
-#endif
