@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace rlhf::cpu_impl {
@@ -52,29 +53,49 @@ inline constexpr std::ptrdiff_t dw_block = 128;
 
 template <class T>
 using row_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-template <class T>
-using const_map = Eigen::Map<const row_matrix<T>, Eigen::Unaligned, stride>;
-template <class T>
-using mutable_map = Eigen::Map<row_matrix<T>, Eigen::Unaligned, stride>;
+/// Unit inner stride known at compile time (Eigen's GEMM then reads the memory in place);
+/// otherwise any strides (Eigen copies such an operand before multiplying).
+template <bool Unit>
+using stride = std::conditional_t<Unit, Eigen::OuterStride<>, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+template <class T, bool Unit>
+using const_map = Eigen::Map<const row_matrix<T>, Eigen::Unaligned, stride<Unit>>;
+template <class T, bool Unit>
+using mutable_map = Eigen::Map<row_matrix<T>, Eigen::Unaligned, stride<Unit>>;
+
+template <bool Unit>
+stride<Unit> make_stride(std::ptrdiff_t outer, std::ptrdiff_t inner) {
+  if constexpr (Unit) {
+    return stride<Unit>(outer);
+  } else {
+    return stride<Unit>(outer, inner);
+  }
+}
 
 /// Rows [r0, r0 + rows) of a (·, D) view as an Eigen matrix.
-template <class T>
-const_map<T> rows_of(matrix_view<const T> v, std::ptrdiff_t r0, std::ptrdiff_t rows) {
-  return const_map<T>(v.data_handle() + r0 * v.stride(0), rows, v.extent(1), stride(v.stride(0), v.stride(1)));
+template <bool Unit, class T>
+const_map<T, Unit> rows_of(matrix_view<const T> v, std::ptrdiff_t r0, std::ptrdiff_t rows) {
+  return const_map<T, Unit>(v.data_handle() + r0 * v.stride(0), rows, v.extent(1),
+                            make_stride<Unit>(v.stride(0), v.stride(1)));
 }
-template <class T>
-mutable_map<T> rows_of(matrix_view<T> v, std::ptrdiff_t r0, std::ptrdiff_t rows) {
-  return mutable_map<T>(v.data_handle() + r0 * v.stride(0), rows, v.extent(1), stride(v.stride(0), v.stride(1)));
+template <bool Unit, class T>
+mutable_map<T, Unit> rows_of(matrix_view<T> v, std::ptrdiff_t r0, std::ptrdiff_t rows) {
+  return mutable_map<T, Unit>(v.data_handle() + r0 * v.stride(0), rows, v.extent(1),
+                              make_stride<Unit>(v.stride(0), v.stride(1)));
 }
 /// A (rows × cols) block of a dense row-major buffer with leading dimension ld.
 template <class T>
-mutable_map<T> buffer(T* p, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ld) {
-  return mutable_map<T>(p, rows, cols, stride(ld, 1));
+mutable_map<T, true> buffer(T* p, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ld) {
+  return mutable_map<T, true>(p, rows, cols, Eigen::OuterStride<>(ld));
 }
 template <class T>
-const_map<T> const_buffer(const T* p, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ld) {
-  return const_map<T>(p, rows, cols, stride(ld, 1));
+const_map<T, true> const_buffer(const T* p, std::ptrdiff_t rows, std::ptrdiff_t cols, std::ptrdiff_t ld) {
+  return const_map<T, true>(p, rows, cols, Eigen::OuterStride<>(ld));
+}
+
+/// True when a (·, D) view's rows are contiguous (inner stride 1, or a single column).
+template <class T>
+bool unit_inner(matrix_view<T> v) noexcept {
+  return v.stride(1) == 1 || v.extent(1) == 1;
 }
 
 /// The softmax state of z = x·inv_t over x[0, n): {max z, Σ e^{z − max}, Σ e^{z − max}·(z − max)}
@@ -180,8 +201,8 @@ struct fused_linear_forward_args {
   std::ptrdiff_t vocab_block;
 };
 
-template <class T>
-void fused_linear_logprobs(const cpu_backend& backend, const fused_linear_forward_args<T>& a) {
+template <bool Unit, class T>
+void fused_linear_logprobs_impl(const cpu_backend& backend, const fused_linear_forward_args<T>& a) {
   namespace d = fused_linear_detail;
   const std::ptrdiff_t n_rows = a.hidden.extent(0), n_vocab = a.unembedding.extent(0);
   const std::ptrdiff_t vb = d::vocab_block(n_vocab, a.vocab_block);
@@ -195,11 +216,11 @@ void fused_linear_logprobs(const cpu_backend& backend, const fused_linear_forwar
     for (std::ptrdiff_t task = first; task < last; ++task) {
       const std::ptrdiff_t r0 = task * d::row_block, rows = std::min(d::row_block, n_rows - r0);
       std::fill(states.begin(), states.end(), math::softmax_state<double>{});
-      const d::const_map<T> h = d::rows_of(a.hidden, r0, rows);
+      const d::const_map<T, Unit> h = d::rows_of<Unit>(a.hidden, r0, rows);
       for (std::ptrdiff_t v0 = 0; v0 < n_vocab; v0 += vb) {
         const std::ptrdiff_t cols = std::min(vb, n_vocab - v0);
-        d::mutable_map<T> logits = d::buffer(tile.data(), rows, cols, vb);
-        logits.noalias() = h * d::rows_of(a.unembedding, v0, cols).transpose();
+        d::mutable_map<T, true> logits = d::buffer(tile.data(), rows, cols, vb);
+        logits.noalias() = h * d::rows_of<Unit>(a.unembedding, v0, cols).transpose();
         for (std::ptrdiff_t i = 0; i < rows; ++i) {
           const T* x = tile.data() + i * vb;
           auto& st = states[static_cast<std::size_t>(i)];
@@ -229,8 +250,8 @@ struct fused_linear_backward_args {
   std::ptrdiff_t vocab_block;
 };
 
-template <class T>
-void fused_linear_logprobs_backward(const cpu_backend& backend, const fused_linear_backward_args<T>& a) {
+template <bool Unit, class T>
+void fused_linear_logprobs_backward_impl(const cpu_backend& backend, const fused_linear_backward_args<T>& a) {
   namespace d = fused_linear_detail;
   const std::ptrdiff_t n_rows = a.hidden.extent(0), n_vocab = a.unembedding.extent(0);
   const std::ptrdiff_t vb = d::vocab_block(n_vocab, a.vocab_block);
@@ -238,23 +259,23 @@ void fused_linear_logprobs_backward(const cpu_backend& backend, const fused_line
   const double inv_t = 1.0 / a.temperature;
   const bool with_entropy = !a.grad_entropy.empty();
   std::vector<T> dlogits(static_cast<std::size_t>(n_rows * vb));
-  const d::const_map<T> h_all = d::rows_of(a.hidden, 0, n_rows);
+  const d::const_map<T, Unit> h_all = d::rows_of<Unit>(a.hidden, 0, n_rows);
   for (std::ptrdiff_t v0 = 0; v0 < n_vocab; v0 += vb) {
     const std::ptrdiff_t cols = std::min(vb, n_vocab - v0);
-    const d::const_map<T> w = d::rows_of(a.unembedding, v0, cols);
+    const d::const_map<T, Unit> w = d::rows_of<Unit>(a.unembedding, v0, cols);
     detail::parallel_for(backend, n_row_tasks, [&](std::ptrdiff_t first, std::ptrdiff_t last) {
       for (std::ptrdiff_t task = first; task < last; ++task) {
         const std::ptrdiff_t r0 = task * d::row_block, rows = std::min(d::row_block, n_rows - r0);
         T* tile = dlogits.data() + r0 * vb;
-        d::mutable_map<T> g = d::buffer(tile, rows, cols, vb);
-        g.noalias() = d::rows_of(a.hidden, r0, rows) * w.transpose();
+        d::mutable_map<T, true> g = d::buffer(tile, rows, cols, vb);
+        g.noalias() = d::rows_of<Unit>(a.hidden, r0, rows) * w.transpose();
         for (std::ptrdiff_t i = 0; i < rows; ++i) {
           const std::ptrdiff_t r = r0 + i;
           d::grad_row(tile + i * vb, cols, v0, a.labels(r), inv_t, static_cast<double>(a.logsumexp(r)),
                       static_cast<double>(a.grad_logp(r)), with_entropy ? static_cast<double>(a.grad_entropy(r)) : 0.0,
                       with_entropy ? static_cast<double>(a.entropy(r)) : 0.0);
         }
-        d::mutable_map<T> dh = d::rows_of(a.dhidden, r0, rows);
+        d::mutable_map<T, Unit> dh = d::rows_of<Unit>(a.dhidden, r0, rows);
         if (v0 == 0)
           dh.noalias() = g * w;
         else
@@ -265,12 +286,30 @@ void fused_linear_logprobs_backward(const cpu_backend& backend, const fused_line
     detail::parallel_for(backend, n_slices, [&](std::ptrdiff_t first, std::ptrdiff_t last) {
       for (std::ptrdiff_t s = first; s < last; ++s) {
         const std::ptrdiff_t c0 = s * d::dw_block, n_c = std::min(d::dw_block, cols - c0);
-        const d::const_map<T> g = d::const_buffer(dlogits.data() + c0, n_rows, n_c, vb);
-        d::mutable_map<T> dw = d::rows_of(a.dunembedding, v0 + c0, n_c);
+        const d::const_map<T, true> g = d::const_buffer(dlogits.data() + c0, n_rows, n_c, vb);
+        d::mutable_map<T, Unit> dw = d::rows_of<Unit>(a.dunembedding, v0 + c0, n_c);
         dw.noalias() += g.transpose() * h_all;
       }
     });
   }
+}
+
+template <class T>
+void fused_linear_logprobs(const cpu_backend& backend, const fused_linear_forward_args<T>& a) {
+  namespace d = fused_linear_detail;
+  if (d::unit_inner(a.hidden) && d::unit_inner(a.unembedding))
+    fused_linear_logprobs_impl<true>(backend, a);
+  else
+    fused_linear_logprobs_impl<false>(backend, a);
+}
+
+template <class T>
+void fused_linear_logprobs_backward(const cpu_backend& backend, const fused_linear_backward_args<T>& a) {
+  namespace d = fused_linear_detail;
+  if (d::unit_inner(a.hidden) && d::unit_inner(a.unembedding) && d::unit_inner(a.dhidden) && d::unit_inner(a.dunembedding))
+    fused_linear_logprobs_backward_impl<true>(backend, a);
+  else
+    fused_linear_logprobs_backward_impl<false>(backend, a);
 }
 
 }  // namespace rlhf::cpu_impl
