@@ -636,7 +636,8 @@ class hf_tokenizer {
     }
     for (const auto& a : added) bound = std::max(bound, static_cast<std::size_t>(a.id) + 1);
     // Strings outside the byte-level alphabet must be added tokens.
-    for (const auto& [s, id] : outside_vocab_) {
+    for (const auto& entry : outside_vocab_) {
+      const std::string& s = entry.first;
       const bool is_added = std::any_of(added.begin(), added.end(), [&](const hf_added_token& a) { return a.content == s; });
       if (!is_added)
         r.fail("$.model.vocab[" + detail::hf::json_quoted(s) + "]",
