@@ -3,8 +3,9 @@
 // A token is an arbitrary byte string (not necessarily valid UTF-8) with an id. The table keeps
 // every token's bytes in one arena, an id → bytes index, and a flat open-addressing hash from
 // bytes to id (linear probing, a 32-bit tag per slot so that most misses never touch the
-// arena). This is the lookup on the hot path of every encoder: one hash of a short byte string,
-// one or two cache lines. No std::unordered_map<std::string, ...> is involved.
+// arena). This is the lookup on the hot path of every encoder: one hash of a short byte string
+// and, for tokens of at most 8 bytes (most of them), one cache line: each 16-byte slot holds the
+// id, 24 hash bits, the length and the first 8 bytes of the token. No std::unordered_map<std::string, ...> is involved.
 //
 //   rlhf::token_table t;
 //   t.insert("hello", 31373);        // false when the bytes or the id are already present
@@ -81,6 +82,21 @@ inline std::uint64_t hash_bytes(const unsigned char* p, std::size_t n) noexcept 
   }
   return fold_mul(k1 ^ n, fold_mul(a ^ k1, b ^ seed ^ k0));
 }
+/// The first min(n, 8) bytes of p as an integer (zero-padded): compared in the hash slot, so
+/// that finding a token of at most 8 bytes touches one cache line.
+inline std::uint64_t head_bytes(const unsigned char* p, std::size_t n) noexcept {
+  std::uint64_t v = 0;
+  if (n >= 8) {
+    std::memcpy(&v, p, 8);
+  } else if (n >= 4) {
+    const std::uint64_t lo = load_u32(p), hi = load_u32(p + n - 4);
+    v = lo | (hi << (8 * (n - 4)));  // the overlap repeats the same bytes: OR is harmless
+  } else {
+    for (std::size_t i = 0; i < n; ++i) v |= std::uint64_t{p[i]} << (8 * i);
+  }
+  return v;
+}
+
 inline std::uint64_t hash_bytes(std::string_view s) noexcept {
   return hash_bytes(reinterpret_cast<const unsigned char*>(s.data()), s.size());
 }
@@ -109,19 +125,15 @@ class token_table {
   insert_result insert(std::string_view bytes, token_id id) {
     if (id < 0 || id > max_id) return insert_result::bad_id;
     if (contains_id(id)) return insert_result::duplicate_id;
-    const std::uint64_t h = detail::hash_bytes(bytes);
-    std::size_t i = static_cast<std::size_t>(h) & mask_;
-    const auto tag = static_cast<std::uint32_t>(h >> 32);
-    for (;; i = (i + 1) & mask_) {
-      const slot& s = slots_[i];
-      if (s.id < 0) break;
-      if (s.tag == tag && bytes_of(s.id) == bytes) return insert_result::duplicate_bytes;
-    }
+    if (find(bytes) >= 0) return insert_result::duplicate_bytes;
+    const key k = key_of(bytes);
+    std::size_t i = k.index & mask_;
+    while (slots_[i].id >= 0) i = (i + 1) & mask_;
     if (static_cast<std::size_t>(id) >= by_id_.size()) by_id_.resize(static_cast<std::size_t>(id) + 1);
     by_id_[static_cast<std::size_t>(id)] = {static_cast<std::uint32_t>(arena_.size()),
                                             static_cast<std::uint32_t>(bytes.size())};
     arena_.append(bytes);
-    slots_[i] = {tag, id};
+    slots_[i] = {k.head, k.tag, id};
     entries_.push_back(id);
     if (2 * entries_.size() > slots_.size()) rehash(2 * slots_.size());
     return insert_result::inserted;
@@ -129,14 +141,15 @@ class token_table {
 
   /// The id of a token, or -1 when `bytes` is not a token.
   [[nodiscard]] token_id find(std::string_view bytes) const noexcept {
-    const std::uint64_t h = detail::hash_bytes(bytes);
-    const auto tag = static_cast<std::uint32_t>(h >> 32);
-    for (std::size_t i = static_cast<std::size_t>(h) & mask_;; i = (i + 1) & mask_) {
-      const slot s = slots_[i];
+    const key k = key_of(bytes);
+    for (std::size_t i = k.index & mask_;; i = (i + 1) & mask_) {
+      const slot& s = slots_[i];
       if (s.id < 0) return -1;
-      if (s.tag == tag) {
+      if (s.tag == k.tag && s.head == k.head) {
+        if (bytes.size() <= 8) return s.id;  // length is in the tag, bytes in the head
         const span_ref r = by_id_[static_cast<std::size_t>(s.id)];
-        if (r.length == bytes.size() && std::memcmp(arena_.data() + r.offset, bytes.data(), bytes.size()) == 0)
+        if (r.length == bytes.size() &&
+            std::memcmp(arena_.data() + r.offset + 8, bytes.data() + 8, bytes.size() - 8) == 0)
           return s.id;
       }
     }
@@ -164,9 +177,22 @@ class token_table {
  private:
   static constexpr std::uint32_t absent = 0xFFFFFFFFu;
   struct slot {
-    std::uint32_t tag = 0;
+    std::uint64_t head = 0;  // first 8 bytes of the token, zero-padded
+    std::uint32_t tag = 0;   // 24 hash bits and the length (capped at 255)
     token_id id = -1;
   };
+  struct key {
+    std::uint64_t head;
+    std::uint32_t tag;
+    std::size_t index;
+  };
+  static key key_of(std::string_view bytes) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    const std::uint64_t h = detail::hash_bytes(p, bytes.size());
+    const auto len = static_cast<std::uint32_t>(bytes.size() < 255 ? bytes.size() : 255);
+    return {detail::head_bytes(p, bytes.size()), (static_cast<std::uint32_t>(h >> 32) & 0xFFFFFF00u) | len,
+            static_cast<std::size_t>(h)};
+  }
   struct span_ref {
     std::uint32_t offset = 0;
     std::uint32_t length = absent;
@@ -176,10 +202,10 @@ class token_table {
     std::vector<slot> fresh(capacity);
     const std::size_t m = capacity - 1;
     for (const token_id id : entries_) {
-      const std::uint64_t h = detail::hash_bytes(bytes_of(id));
-      std::size_t i = static_cast<std::size_t>(h) & m;
+      const key k = key_of(bytes_of(id));
+      std::size_t i = k.index & m;
       while (fresh[i].id >= 0) i = (i + 1) & m;
-      fresh[i] = {static_cast<std::uint32_t>(h >> 32), id};
+      fresh[i] = {k.head, k.tag, id};
     }
     slots_ = std::move(fresh);
     mask_ = m;
