@@ -140,17 +140,16 @@ RLHF_HOST_DEVICE inline kl_state<A> kl_push(kl_state<A> state, A z, A w) noexcep
   kl_state<A> out;
   out.ref = softmax_push(state.ref, w);
   out.policy = softmax_push(state.policy, z);
-  if (out.policy.sum_exp == state.policy.sum_exp && out.policy.max == state.policy.max) {
-    out.sum_exp_diff = state.sum_exp_diff;  // p = 0: nothing to add
+  out.sum_exp_diff = state.sum_exp_diff;
+  if (z == -std::numeric_limits<A>::infinity()) return out;  // p = 0: no term
+  if (z > state.policy.max) {
+    // New policy maximum: the old sum moves to it, this element has e^{z − z} = 1.
+    const A carried = state.policy.sum_exp == A(0) ? A(0) : state.sum_exp_diff * exp(state.policy.max - z);
+    out.sum_exp_diff = carried + (z - w);
     return out;
   }
-  // Rescale the old sum to the (possibly new) policy maximum, then add this element.
-  A carried = state.sum_exp_diff;
-  if (state.policy.sum_exp != A(0) && out.policy.max != state.policy.max)
-    carried *= exp(state.policy.max - out.policy.max);
-  else if (state.policy.sum_exp == A(0))
-    carried = A(0);
-  out.sum_exp_diff = carried + exp(z - out.policy.max) * (z - w);
+  const A e = exp(z - state.policy.max);
+  if (e != A(0)) out.sum_exp_diff += e * (z - w);
   return out;
 }
 
