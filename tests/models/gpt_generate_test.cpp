@@ -1,8 +1,11 @@
 // Tests for the generation of <rlhf/models/gpt.hpp>: the KV cache against full recomputation
-// (greedy, sampled, top-k / top-p, stop tokens), sampling log-probs equal to a training forward's
-// over left-padded prompt + response, reproducibility from the seed, independence from batch
-// mates, stop tokens and response trimming, and the row sampler's options.
+// (greedy, sampled, top-k / top-p, stop tokens; the reference draws with rlhf::sample_tokens one
+// row at a time), sampling log-probs equal to a training forward's over left-padded prompt +
+// response, reproducibility from the seed, independence from batch mates, stop tokens and
+// response trimming, the sampling options reaching the shared sampler, and the workspace reused
+// across calls of other shapes.
 #include <rlhf/models/gpt.hpp>
+#include <rlhf/sampler.hpp>
 
 #include <doctest/doctest.h>
 
@@ -14,6 +17,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,7 +41,8 @@ rlhf::gpt_generation<float> generate_by_recomputation(rlhf::gpt& model, const ba
   std::vector<bool> done(static_cast<std::size_t>(b), false);
   std::vector<rlhf::rng> gens;
   for (ix r = 0; r < b; ++r) gens.push_back(rlhf::rng{{.seed = options.seed, .stream = static_cast<std::uint64_t>(r)}});
-  rlhf::detail::sampler_scratch scratch;
+  const rlhf::sampling_options sampling{.temperature = options.temperature, .top_k = options.top_k,
+                                       .top_p = options.top_p, .greedy = options.greedy};
   for (int step = 0; step < options.max_new_tokens; ++step) {
     batch_data full;
     full.rows = b;
@@ -63,9 +68,12 @@ rlhf::gpt_generation<float> generate_by_recomputation(rlhf::gpt& model, const ba
     for (ix r = 0; r < b; ++r) {
       const auto u = static_cast<std::size_t>(r);
       if (done[u]) continue;
-      double lp = 0;
-      const token_id tok = rlhf::detail::sample_row(logits.data() + (r * full.cols + full.cols - 1) * v, v, gens[u],
-                                                    options, scratch, lp);
+      token_id tok = 0;
+      float lp = 0;
+      rlhf::sample_tokens(rlhf::cpu,
+                          rlhf::matrix_view<const float>(logits.data() + (r * full.cols + full.cols - 1) * v, 1, v),
+                          std::span<rlhf::rng>(&gens[u], 1), rlhf::vector_view<token_id>(&tok, 1),
+                          rlhf::vector_view<float>(&lp, 1), sampling);
       out[u].push_back(tok);
       logp[u].push_back(static_cast<float>(lp));
       if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), tok) != options.stop_tokens.end())
@@ -215,28 +223,38 @@ TEST_CASE("gpt: stop tokens end a row; later positions are padding; T_resp is th
   CHECK(one.tokens.extent(1) == 1);
 }
 
-TEST_CASE("gpt: sampler options (greedy, top-k 1, tiny top-p pick the arg-max; log-prob under the temperature)") {
-  const std::vector<float> logits{0.5f, 2.0f, -1.0f, 1.9f};
-  rlhf::detail::sampler_scratch scratch;
-  rlhf::rng gen{{.seed = 3}};
-  for (const auto& o : {rlhf::generation_options{.greedy = true}, rlhf::generation_options{.top_k = 1},
-                        rlhf::generation_options{.top_p = 1e-6}}) {
-    double lp = 0;
-    CHECK(rlhf::detail::sample_row(logits.data(), 4, gen, o, scratch, lp) == 1);
-  }
-  double lp = 0;
-  rlhf::detail::sample_row(logits.data(), 4, gen, {.temperature = 0.5, .greedy = true}, scratch, lp);
-  CHECK(lp == doctest::Approx(log_softmax_at(logits.data(), 4, 1, 0.5)).epsilon(1e-12));
-  // top-k 2 never draws outside {1, 3}; the unfiltered draw reaches every token.
-  std::vector<int> seen(4, 0), seen_all(4, 0);
-  for (int i = 0; i < 400; ++i) {
-    ++seen[static_cast<std::size_t>(rlhf::detail::sample_row(logits.data(), 4, gen, {.top_k = 2}, scratch, lp))];
-    ++seen_all[static_cast<std::size_t>(rlhf::detail::sample_row(logits.data(), 4, gen, {}, scratch, lp))];
-  }
-  CHECK(seen[0] == 0);
-  CHECK(seen[2] == 0);
-  CHECK(seen[1] > 100);
-  CHECK(seen[3] > 100);
-  for (int c : seen_all) CHECK(c > 0);
+TEST_CASE("gpt: the sampling options reach the shared sampler (top-k 1 and a tiny top-p are greedy)") {
+  rlhf::gpt model({.vocab_size = 17, .context = 24, .layers = 2, .heads = 2, .width = 16, .seed = 7});
+  const auto prompts = batch_data::left_padded(prompt_rows);
+  const auto greedy = model.generate(prompts.view(), {.max_new_tokens = 6, .temperature = 0.8, .greedy = true});
+  const auto top1 = model.generate(prompts.view(), {.max_new_tokens = 6, .temperature = 0.8, .top_k = 1, .seed = 1});
+  const auto nucleus = model.generate(prompts.view(), {.max_new_tokens = 6, .temperature = 0.8, .top_p = 1e-6, .seed = 2});
+  check_same_generation(top1, greedy);
+  check_same_generation(nucleus, greedy);
+  // The log-probs are those of the full distribution at the temperature, not of the filtered one.
+  for (ix s = 0; s < greedy.tokens.extent(1); ++s) CHECK(greedy.logp(0, s) < 0.0f);
+  // Sampling at temperature 1 draws tokens that greedy decoding does not (17 tokens, 3 × 6 draws).
+  const auto sampled = model.generate(prompts.view(), {.max_new_tokens = 6, .seed = 3});
+  bool differs = false;
+  for (ix r = 0; r < 3; ++r)
+    for (ix s = 0; s < 6; ++s) differs = differs || sampled.tokens(r, s) != greedy.tokens(r, s);
+  CHECK(differs);
 }
 
+TEST_CASE("gpt: the generation workspace is reused across calls of other shapes without leaking state") {
+  rlhf::gpt model({.vocab_size = 17, .context = 24, .layers = 2, .heads = 2, .width = 16, .seed = 8});
+  const rlhf::generation_options options{.max_new_tokens = 5, .temperature = 1.1, .stop_tokens = {4}, .seed = 21};
+  const auto small = batch_data::left_padded({{2, 3}});
+  const auto large = batch_data::left_padded({{1, 2, 3, 4, 5, 6, 7}, {9}, {10, 11}, {12, 13, 14}});
+  rlhf::gpt fresh = model;
+  const auto expected_small = fresh.generate(small.view(), options);
+  rlhf::gpt fresh2 = model;
+  const auto expected_large = fresh2.generate(large.view(), {.max_new_tokens = 9, .seed = 4});
+  // One model: large, small, large again (the cache and buffers keep their larger size).
+  check_same_generation(model.generate(large.view(), {.max_new_tokens = 9, .seed = 4}), expected_large);
+  check_same_generation(model.generate(small.view(), options), expected_small);
+  check_same_generation(model.generate(large.view(), {.max_new_tokens = 9, .seed = 4}), expected_large);
+  // generate() leaves no pass behind: backward needs a new forward.
+  std::vector<float> dlogits(static_cast<std::size_t>(1 * 2 * 17));
+  CHECK_THROWS_AS(model.backward(rlhf::cube_view<const float>(dlogits.data(), 1, 2, 17)), rlhf::invalid_argument);
+}

@@ -13,6 +13,7 @@
 
 #include <rlhf/backend.hpp>
 #include <rlhf/detail/parallel.hpp>
+#include <rlhf/detail/simd.hpp>
 
 #include <Eigen/Core>
 
@@ -21,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 namespace rlhf::cpu_impl::gpt_kernels {
 
@@ -106,11 +108,124 @@ void gemm(const cpu_backend& backend, index m, index n, index k, const T* a, ind
     split(backend, n, parts, [&](index, index c0, index c1) { block(0, m, c0, c1); });
 }
 
+/// Rows up to which the decode-sized kernels below replace Eigen's GEMM: with a few rows the
+/// GEMM is a stream over the weights, and Eigen would pack (copy) the whole weight matrix on
+/// every call; these read it once, in place.
+inline constexpr index small_rows = 16;
+
+/// out (N, O) = in (N, I) · W (I, O) for N ≤ small_rows: for each column block, out rows stay in
+/// L1 while W's rows stream through once (out[r] += in[r, i]·W[i] for i in order).
+template <class T>
+void small_rows_times(const cpu_backend& backend, T* out, const T* in, const T* w, index n, index in_dim,
+                      index out_dim) {
+  constexpr index block = 256;
+  const index blocks = (out_dim + block - 1) / block;
+  split(backend, blocks, parts_for(backend, double(n) * double(in_dim) * double(out_dim)),
+        [&](index, index b0, index b1) {
+          for (index blk = b0; blk < b1; ++blk) {
+            const index c0 = blk * block, width = std::min(block, out_dim - c0);
+            for (index r = 0; r < n; ++r) std::fill(out + r * out_dim + c0, out + r * out_dim + c0 + width, T(0));
+            for (index i = 0; i < in_dim; ++i) {
+              const T* wi = w + i * out_dim + c0;
+              for (index r = 0; r < n; ++r) {
+                const T a = in[r * in_dim + i];
+                T* o = out + r * out_dim + c0;
+                for (index c = 0; c < width; ++c) o[c] += a * wi[c];
+              }
+            }
+          }
+        });
+}
+
+namespace detail_small {
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__CUDACC__)
+RLHF_ALWAYS_INLINE float hsum(__m256 v) noexcept {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+/// c[r, j] = ⟨a_r, b_j⟩ for R rows of a and columns j ∈ [j0, j1), two b rows at a time.
+template <int R>
+void dot_rows(const float* a, index lda, const float* b, index ldb, float* c, index ldc, index k, index j0,
+              index j1) {
+  const index k8 = k - k % 8;
+  index j = j0;
+  for (; j + 2 <= j1; j += 2) {
+    const float* b0 = b + j * ldb;
+    const float* b1 = b0 + ldb;
+    __m256 acc0[R], acc1[R];
+    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    for (index q = 0; q < k8; q += 8) {
+      const __m256 w0 = _mm256_loadu_ps(b0 + q), w1 = _mm256_loadu_ps(b1 + q);
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_loadu_ps(a + r * lda + q);
+        acc0[r] = _mm256_fmadd_ps(x, w0, acc0[r]);
+        acc1[r] = _mm256_fmadd_ps(x, w1, acc1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float s0 = hsum(acc0[r]), s1 = hsum(acc1[r]);
+      for (index q = k8; q < k; ++q) {
+        s0 += a[r * lda + q] * b0[q];
+        s1 += a[r * lda + q] * b1[q];
+      }
+      c[r * ldc + j] = s0;
+      c[r * ldc + j + 1] = s1;
+    }
+  }
+  for (; j < j1; ++j) {
+    const float* b0 = b + j * ldb;
+    for (int r = 0; r < R; ++r) {
+      __m256 acc = _mm256_setzero_ps();
+      for (index q = 0; q < k8; q += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + r * lda + q), _mm256_loadu_ps(b0 + q), acc);
+      float s = hsum(acc);
+      for (index q = k8; q < k; ++q) s += a[r * lda + q] * b0[q];
+      c[r * ldc + j] = s;
+    }
+  }
+}
+#endif
+}  // namespace detail_small
+
+/// C (M, N) = A (M, K) · B (N, K)ᵀ for M ≤ small_rows (the logits of a decode step): B's rows
+/// are read once per block of 64 (kept in L2 for the next group of 4 rows of A), with no copy.
+template <class T>
+void small_rows_times_transposed(const cpu_backend& backend, index m, index n, index k, const T* a, index lda,
+                                 const T* b, index ldb, T* c, index ldc) {
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__CUDACC__)
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr index block = 64;
+    const index blocks = (n + block - 1) / block;
+    split(backend, blocks, parts_for(backend, double(m) * double(n) * double(k)), [&](index, index b0, index b1) {
+      for (index blk = b0; blk < b1; ++blk) {
+        const index j0 = blk * block, j1 = std::min(n, j0 + block);
+        for (index r = 0; r < m; r += 4) {
+          const float* ar = a + r * lda;
+          float* cr = c + r * ldc;
+          switch (std::min<index>(4, m - r)) {
+            case 1: detail_small::dot_rows<1>(ar, lda, b, ldb, cr, ldc, k, j0, j1); break;
+            case 2: detail_small::dot_rows<2>(ar, lda, b, ldb, cr, ldc, k, j0, j1); break;
+            case 3: detail_small::dot_rows<3>(ar, lda, b, ldb, cr, ldc, k, j0, j1); break;
+            default: detail_small::dot_rows<4>(ar, lda, b, ldb, cr, ldc, k, j0, j1); break;
+          }
+        }
+      }
+    });
+    return;
+  }
+#endif
+  gemm<false, true>(backend, m, n, k, a, lda, b, ldb, c, ldc, false);
+}
+
 /// out (N, O) = in (N, I) · W (I, O) + bias (O): a Hugging Face Conv1D (weights stored (in, out)).
 template <class T>
 void linear_forward(const cpu_backend& backend, T* out, const T* in, const T* w, const T* bias,
                     index n, index in_dim, index out_dim) {
-  gemm<false, false>(backend, n, out_dim, in_dim, in, in_dim, w, out_dim, out, out_dim, false);
+  if (n <= small_rows)
+    small_rows_times(backend, out, in, w, n, in_dim, out_dim);
+  else
+    gemm<false, false>(backend, n, out_dim, in_dim, in, in_dim, w, out_dim, out, out_dim, false);
   if (bias == nullptr) return;
   const const_row_map<T> b(bias, out_dim);
   split(backend, n, parts_for(backend, double(n) * double(out_dim) * 16.0), [&](index, index r0, index r1) {
@@ -300,14 +415,15 @@ inline index attention_scratch_size(const cpu_backend& backend, index tokens) {
   return std::max(1, backend.threads) * tokens * tokens;
 }
 
-/// One decode step of attention against a KV cache.
-///   qkv (B, 3D) the new tokens' projections; their k and v are first written at slot `pos` of
-///   k_cache / v_cache (B, H, capacity, hd); queries attend to slots [0, pos] whose
-///   valid (B, capacity) entry is set. out (B, D). scratch: threads·capacity elements.
+/// One decode step of attention against a KV cache, for `batch` active rows.
+///   qkv (batch, 3D) the new tokens' projections; active row i is cache row rows[i] (i itself
+///   when rows is null); its k and v are first written at slot `pos` of k_cache / v_cache
+///   (cache rows, H, capacity, hd); queries attend to slots [0, pos] whose valid (cache rows,
+///   capacity) entry is set. out (batch, D). scratch: threads·capacity elements.
 template <class T>
 void attention_decode(const cpu_backend& backend, T* out, T* k_cache, T* v_cache, T* scratch,
-                      const T* qkv, const std::uint8_t* valid, index batch, index width, index heads,
-                      index capacity, index pos) {
+                      const T* qkv, const std::uint8_t* valid, const index* rows, index batch, index width,
+                      index heads, index capacity, index pos) {
   const index hd = width / heads;
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
   const index items = batch * heads;
@@ -316,15 +432,16 @@ void attention_decode(const cpu_backend& backend, T* out, T* k_cache, T* v_cache
           T* s = scratch + part * capacity;
           for (index item = i0; item < i1; ++item) {
             const index b = item / heads, h = item % heads;
+            const index cache_row = rows != nullptr ? rows[b] : b;
             const T* row = qkv + b * 3 * width + h * hd;
-            T* kc = k_cache + item * capacity * hd;
-            T* vc = v_cache + item * capacity * hd;
+            T* kc = k_cache + (cache_row * heads + h) * capacity * hd;
+            T* vc = v_cache + (cache_row * heads + h) * capacity * hd;
             std::copy(row + width, row + width + hd, kc + pos * hd);
             std::copy(row + 2 * width, row + 2 * width + hd, vc + pos * hd);
             const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> q(row, hd);
             Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> scores(s, pos + 1);
             scores.noalias() = (cmat(kc, pos + 1, hd, hd) * q) * scale;
-            masked_softmax(s, valid + b * capacity, pos + 1);
+            masked_softmax(s, valid + cache_row * capacity, pos + 1);
             Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(out + b * width + h * hd, hd).noalias() =
                 scores.transpose() * cmat(vc, pos + 1, hd, hd);
           }

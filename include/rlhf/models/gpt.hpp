@@ -35,9 +35,9 @@
 #include <rlhf/cpu/gpt_kernels.hpp>
 #include <rlhf/detail/checks.hpp>
 #include <rlhf/error.hpp>
-#include <rlhf/models/gpt/sampling.hpp>
 #include <rlhf/reward_head.hpp>
 #include <rlhf/rng.hpp>
+#include <rlhf/sampler.hpp>
 #include <rlhf/tensor.hpp>
 #include <rlhf/tensor_view.hpp>
 
@@ -45,6 +45,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -320,9 +321,11 @@ class basic_gpt {
 
   // ---- generation (Policy) --------------------------------------------------------------------
   /// Prefill the left-padded prompts (B, T_prompt) — every row's last column must be a real
-  /// token — then decode up to max_new_tokens tokens a row with a KV cache. Row b draws from
-  /// rlhf::rng{{.seed = options.seed, .stream = b}}: its tokens do not depend on its batch mates.
-  /// A row ends at its first stop token (kept, mask 1) or after max_new_tokens tokens.
+  /// token — then decode up to max_new_tokens tokens a row with a KV cache. Tokens are drawn by
+  /// rlhf::sample_tokens; row b uses rlhf::rng{{.seed = options.seed, .stream = b}}, so its
+  /// tokens do not depend on its batch mates. A row ends at its first stop token (kept, mask 1)
+  /// or after max_new_tokens tokens; the rows that ended leave the decode batch. The KV cache and
+  /// the decode buffers live in a workspace reused by later calls (growing only).
   [[nodiscard]] gpt_generation<T> generate(const token_batch& prompts, const generation_options& options) {
     constexpr const char* function = "rlhf::gpt::generate()";
     require_head(function, gpt_head::lm);
@@ -330,16 +333,22 @@ class basic_gpt {
     check_generation(function, prompts, options);
     const index batch = prompts.tokens.extent(0), prompt_len = prompts.tokens.extent(1);
     const index d = config_.width, v = config_.vocab_size, layers = config_.layers, heads = config_.heads;
-    const index hd = d / heads, capacity = prompt_len + options.max_new_tokens;
+    const index hd = d / heads, capacity = prompt_len + options.max_new_tokens, steps = options.max_new_tokens;
+    const sampling_options sampling{.temperature = options.temperature, .top_k = options.top_k,
+                                    .top_p = options.top_p, .greedy = options.greedy};
     last_ = pass::none;
 
     // Prefill: the training forward over the prompts, then K and V copied into the cache.
     trunk_forward(prompts);
-    std::vector<T> k_cache(static_cast<std::size_t>(layers * batch * heads * capacity * hd));
-    std::vector<T> v_cache(k_cache.size());
-    std::vector<std::uint8_t> valid(static_cast<std::size_t>(batch * capacity), 1);
-    for (index b = 0; b < batch; ++b)
-      for (index t = 0; t < prompt_len; ++t) valid[static_cast<std::size_t>(b * capacity + t)] = ws_.valid[b * prompt_len + t];
+    last_ = pass::none;
+    generation_workspace& g = gen_;
+    g.prepare(batch, d, v, layers * batch * heads * capacity * hd, capacity, steps, backend_);
+    T* k_cache = g.k_cache.data();
+    T* v_cache = g.v_cache.data();
+    for (index b = 0; b < batch; ++b) {
+      std::copy(ws_.valid + b * prompt_len, ws_.valid + (b + 1) * prompt_len, g.valid.data() + b * capacity);
+      std::fill(g.valid.data() + b * capacity + prompt_len, g.valid.data() + (b + 1) * capacity, std::uint8_t{1});
+    }
     for (index l = 0; l < layers; ++l) {
       const T* qkv = ws_.qkv + l * n_ * 3 * d;
       for (index b = 0; b < batch; ++b)
@@ -347,65 +356,63 @@ class basic_gpt {
           const index item = (l * batch + b) * heads + h;
           for (index t = 0; t < prompt_len; ++t) {
             const T* row = qkv + (b * prompt_len + t) * 3 * d + h * hd;
-            std::copy(row + d, row + d + hd, k_cache.data() + (item * capacity + t) * hd);
-            std::copy(row + 2 * d, row + 2 * d + hd, v_cache.data() + (item * capacity + t) * hd);
+            std::copy(row + d, row + d + hd, k_cache + (item * capacity + t) * hd);
+            std::copy(row + 2 * d, row + 2 * d + hd, v_cache + (item * capacity + t) * hd);
           }
         }
     }
-    std::vector<T> logits(static_cast<std::size_t>(batch * v));
-    cpu_impl::gpt_kernels::gemm<false, true>(backend_, batch, v, d, ws_.lnf + (prompt_len - 1) * d, prompt_len * d, wte(), d,
-                                   logits.data(), v, false);
+    // Logits of the last prompt position only.
+    cpu_impl::gpt_kernels::gemm<false, true>(backend_, batch, v, d, ws_.lnf + (prompt_len - 1) * d, prompt_len * d,
+                                             wte(), d, g.logits.data(), v, false);
 
-    // Decode.
-    decode_buffers buf(batch, d, backend_, capacity);
-    std::vector<rng> generators;
-    generators.reserve(static_cast<std::size_t>(batch));
-    for (index b = 0; b < batch; ++b)
-      generators.push_back(rng{{.seed = options.seed, .stream = static_cast<std::uint64_t>(b)}});
-    std::vector<token_id> out_tokens(static_cast<std::size_t>(batch * options.max_new_tokens), 0);
-    std::vector<T> out_logp(out_tokens.size(), T(0));
-    std::vector<index> length(static_cast<std::size_t>(batch), 0);
-    std::vector<std::uint8_t> done(static_cast<std::size_t>(batch), 0);
-    std::vector<token_id> next(static_cast<std::size_t>(batch), 0);
-    std::vector<token_id> next_pos(static_cast<std::size_t>(batch), 0);
-    detail::sampler_scratch scratch;
-    index produced = 0;
-    for (index step = 0; step < options.max_new_tokens; ++step) {
-      if (step > 0) {
-        for (index b = 0; b < batch; ++b)
-          next_pos[static_cast<std::size_t>(b)] =
-              static_cast<token_id>(prompts.positions(b, prompt_len - 1) + step);
-        decode_step(buf, next.data(), next_pos.data(), k_cache.data(), v_cache.data(), valid.data(), batch,
-                    capacity, prompt_len + step - 1, logits.data());
-      }
-      bool any = false;
-      for (index b = 0; b < batch; ++b) {
-        const auto ub = static_cast<std::size_t>(b);
-        if (done[ub]) continue;
-        double lp = 0;
-        const token_id tok = detail::sample_row(logits.data() + b * v, v, generators[ub], options, scratch, lp);
-        out_tokens[static_cast<std::size_t>(b * options.max_new_tokens + step)] = tok;
-        out_logp[static_cast<std::size_t>(b * options.max_new_tokens + step)] = static_cast<T>(lp);
-        length[ub] = step + 1;
-        next[ub] = tok;
-        if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), tok) != options.stop_tokens.end())
-          done[ub] = 1;
-        else
-          any = true;
-      }
+    // Decode: the active rows (those not stopped yet) are packed at the front of every buffer;
+    // rows[i] is the batch row of active slot i (its KV-cache row and its generator's stream).
+    for (index b = 0; b < batch; ++b) {
+      g.rows[static_cast<std::size_t>(b)] = b;
+      g.generators[static_cast<std::size_t>(b)] = rng{{.seed = options.seed, .stream = static_cast<std::uint64_t>(b)}};
+      g.length[static_cast<std::size_t>(b)] = 0;
+    }
+    std::fill(g.out_tokens.begin(), g.out_tokens.end(), token_id{0});
+    std::fill(g.out_logp.begin(), g.out_logp.end(), T(0));
+    index active = batch, produced = 0;
+    for (index step = 0; step < steps && active > 0; ++step) {
+      if (step > 0)
+        decode_step(g, k_cache, v_cache, batch, active, capacity, prompt_len + step - 1);
+      const std::span<rng> generators(g.generators.data(), static_cast<std::size_t>(active));
+      sample_tokens(backend_, matrix_view<const T>(g.logits.data(), active, v), generators,
+                    vector_view<token_id>(g.next.data(), active), vector_view<T>(g.next_logp.data(), active), sampling);
       produced = step + 1;
-      if (!any) break;
+      index kept = 0;
+      for (index i = 0; i < active; ++i) {
+        const auto ui = static_cast<std::size_t>(i);
+        const index b = g.rows[ui];
+        const token_id tok = g.next[ui];
+        g.out_tokens[static_cast<std::size_t>(b * steps + step)] = tok;
+        g.out_logp[static_cast<std::size_t>(b * steps + step)] = g.next_logp[ui];
+        g.length[static_cast<std::size_t>(b)] = step + 1;
+        if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), tok) != options.stop_tokens.end())
+          continue;
+        // Row b goes on: packed into slot `kept` with its token, position and generator.
+        const auto uk = static_cast<std::size_t>(kept);
+        g.rows[uk] = b;
+        g.next[uk] = tok;
+        g.positions[uk] = static_cast<token_id>(prompts.positions(b, prompt_len - 1) + step + 1);
+        if (kept != i) g.generators[uk] = g.generators[ui];
+        ++kept;
+      }
+      active = kept;
     }
 
     gpt_generation<T> result{tensor<token_id, 2>(batch, produced), tensor<T, 2>(batch, produced),
                              tensor<std::uint8_t, 2>(batch, produced), tensor<std::ptrdiff_t, 1>(batch)};
     for (index b = 0; b < batch; ++b) {
-      const index len = length[static_cast<std::size_t>(b)];
-      for (index s = 0; s < len; ++s) {
-        const auto i = static_cast<std::size_t>(b * options.max_new_tokens + s);
-        result.tokens(b, s) = out_tokens[i];
-        result.logp(b, s) = out_logp[i];
-        result.mask(b, s) = 1;
+      const index len = g.length[static_cast<std::size_t>(b)];
+      for (index s = 0; s < produced; ++s) {
+        const auto i = static_cast<std::size_t>(b * steps + s);
+        const bool in = s < len;
+        result.tokens(b, s) = in ? g.out_tokens[i] : token_id{0};
+        result.logp(b, s) = in ? g.out_logp[i] : T(0);
+        result.mask(b, s) = in ? 1 : 0;
       }
       result.end_index(b) = len - 1;
     }
@@ -437,13 +444,41 @@ class basic_gpt {
       *dqkv = nullptr, *datty = nullptr, *dfc = nullptr, *dlnf = nullptr, *scratch = nullptr;
   };
 
-  /// Row buffers of one decode step (B rows).
-  struct decode_buffers {
-    std::vector<T> x, ln, qkv, atty, fch, fcg, scratch;
-    decode_buffers(index batch, index d, cpu_backend backend, index capacity)
-        : x(static_cast<std::size_t>(batch * d)), ln(x.size()), qkv(x.size() * 3), atty(x.size()),
-          fch(x.size() * 4), fcg(x.size() * 4),
-          scratch(static_cast<std::size_t>(std::max(1, backend.threads) * capacity)) {}
+  /// Everything generate() needs besides the training workspace: the KV cache, the decode
+  /// step's row buffers and the sampler's inputs and outputs. Grows only; reused by later calls.
+  struct generation_workspace {
+    std::vector<T> k_cache, v_cache, logits, x, ln, qkv, atty, fch, fcg, scratch, next_logp, out_logp;
+    std::vector<std::uint8_t> valid;
+    std::vector<index> rows, length;
+    std::vector<token_id> next, positions, out_tokens;
+    std::vector<rng> generators;
+
+    template <class V>
+    static void grow(V& v, index count) {
+      if (static_cast<index>(v.size()) < count) v.resize(static_cast<std::size_t>(count));
+    }
+    void prepare(index batch, index d, index vocab, index cache, index capacity, index steps,
+                 const cpu_backend& backend) {
+      grow(k_cache, cache);
+      grow(v_cache, cache);
+      grow(logits, batch * vocab);
+      grow(x, batch * d);
+      grow(ln, batch * d);
+      grow(qkv, batch * 3 * d);
+      grow(atty, batch * d);
+      grow(fch, batch * 4 * d);
+      grow(fcg, batch * 4 * d);
+      grow(scratch, std::max(1, backend.threads) * capacity);
+      grow(next_logp, batch);
+      grow(out_logp, batch * steps);
+      grow(valid, batch * capacity);
+      grow(rows, batch);
+      grow(length, batch);
+      grow(next, batch);
+      grow(positions, batch);
+      grow(out_tokens, batch * steps);
+      if (static_cast<index>(generators.size()) < batch) generators.resize(static_cast<std::size_t>(batch), rng{});
+    }
   };
 
   static void check_config(const gpt_config& c) {
@@ -779,34 +814,40 @@ class basic_gpt {
                        });
   }
 
-  /// One token a row through every block against the cache, then the logits (B, V).
-  void decode_step(decode_buffers& buf, const token_id* tokens, const token_id* positions, T* k_cache, T* v_cache,
-                   const std::uint8_t* valid, index batch, index capacity, index pos, T* logits) {
+  /// One token for each of the `active` packed rows of g (g.next at g.positions, cache rows
+  /// g.rows of `batch`) through every block against the cache, then their logits (active, V) into g.logits.
+  void decode_step(generation_workspace& g, T* k_cache, T* v_cache, index batch, index active, index capacity,
+                   index pos) {
     namespace k = cpu_impl::gpt_kernels;
     const index d = config_.width, heads = config_.heads, hd = d / heads;
-    k::embedding_forward(backend_, buf.x.data(), tokens, positions, wte(), value_of(wpe_offset()), batch, d);
+    k::embedding_forward(backend_, g.x.data(), g.next.data(), g.positions.data(), wte(), value_of(wpe_offset()), active,
+                         d);
     for (index l = 0; l < config_.layers; ++l) {
       const layer_offsets& o = layers_[static_cast<std::size_t>(l)];
       const index cache_offset = l * batch * heads * capacity * hd;
-      k::layernorm_forward(backend_, buf.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), buf.x.data(),
-                           value_of(o.ln1_w), value_of(o.ln1_b), batch, d, config_.layer_norm_eps);
-      k::linear_forward(backend_, buf.qkv.data(), buf.ln.data(), value_of(o.attn_w), value_of(o.attn_b), batch, d, 3 * d);
-      k::attention_decode(backend_, buf.atty.data(), k_cache + cache_offset, v_cache + cache_offset, buf.scratch.data(),
-                          buf.qkv.data(), valid, batch, d, heads, capacity, pos);
-      k::linear_forward(backend_, buf.ln.data(), buf.atty.data(), value_of(o.proj_w), value_of(o.proj_b), batch, d, d);
-      add_into(buf.x.data(), buf.ln.data(), batch * d);
-      k::layernorm_forward(backend_, buf.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), buf.x.data(),
-                           value_of(o.ln2_w), value_of(o.ln2_b), batch, d, config_.layer_norm_eps);
-      k::linear_forward(backend_, buf.fch.data(), buf.ln.data(), value_of(o.fc_w), value_of(o.fc_b), batch, d, 4 * d);
-      k::gelu_forward(backend_, buf.fcg.data(), buf.fch.data(), batch * 4 * d);
-      k::linear_forward(backend_, buf.ln.data(), buf.fcg.data(), value_of(o.fcproj_w), value_of(o.fcproj_b), batch,
+      k::layernorm_forward(backend_, g.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), g.x.data(),
+                           value_of(o.ln1_w), value_of(o.ln1_b), active, d, config_.layer_norm_eps);
+      k::linear_forward(backend_, g.qkv.data(), g.ln.data(), value_of(o.attn_w), value_of(o.attn_b), active, d, 3 * d);
+      k::attention_decode(backend_, g.atty.data(), k_cache + cache_offset, v_cache + cache_offset, g.scratch.data(),
+                          g.qkv.data(), g.valid.data(), g.rows.data(), active, d, heads, capacity, pos);
+      k::linear_forward(backend_, g.ln.data(), g.atty.data(), value_of(o.proj_w), value_of(o.proj_b), active, d, d);
+      add_into(g.x.data(), g.ln.data(), active * d);
+      k::layernorm_forward(backend_, g.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), g.x.data(),
+                           value_of(o.ln2_w), value_of(o.ln2_b), active, d, config_.layer_norm_eps);
+      k::linear_forward(backend_, g.fch.data(), g.ln.data(), value_of(o.fc_w), value_of(o.fc_b), active, d, 4 * d);
+      k::gelu_forward(backend_, g.fcg.data(), g.fch.data(), active * 4 * d);
+      k::linear_forward(backend_, g.ln.data(), g.fcg.data(), value_of(o.fcproj_w), value_of(o.fcproj_b), active,
                         4 * d, d);
-      add_into(buf.x.data(), buf.ln.data(), batch * d);
+      add_into(g.x.data(), g.ln.data(), active * d);
     }
-    k::layernorm_forward(backend_, buf.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), buf.x.data(),
-                         value_of(lnf_w_), value_of(lnf_b_), batch, d, config_.layer_norm_eps);
-    k::gemm<false, true>(backend_, batch, config_.vocab_size, d, buf.ln.data(), d, wte(), d, logits,
-                         config_.vocab_size, false);
+    k::layernorm_forward(backend_, g.ln.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), g.x.data(),
+                         value_of(lnf_w_), value_of(lnf_b_), active, d, config_.layer_norm_eps);
+    if (active <= k::small_rows)
+      k::small_rows_times_transposed(backend_, active, config_.vocab_size, d, g.ln.data(), d, wte(), d,
+                                     g.logits.data(), config_.vocab_size);
+    else
+      k::gemm<false, true>(backend_, active, config_.vocab_size, d, g.ln.data(), d, wte(), d, g.logits.data(),
+                           config_.vocab_size, false);
   }
 
   gpt_config config_;
@@ -816,6 +857,7 @@ class basic_gpt {
   index total_ = 0, trunk_size_ = 0, lnf_w_ = 0, lnf_b_ = 0;
   tensor<T, 1> values_, grads_;
   workspace ws_;
+  generation_workspace gen_;
   index b_ = 0, t_ = 0, n_ = 0;
   pass last_ = pass::none;
   std::vector<std::ptrdiff_t> end_index_;
