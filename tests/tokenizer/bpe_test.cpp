@@ -276,3 +276,22 @@ TEST_CASE("one huge piece is merged in near-linear time") {
     CHECK(t_large / t_small < 8.0);
   }
 }
+
+TEST_CASE("the per-thread piece cache never mixes models and returns what the merge returns") {
+  // Same pieces, two vocabularies with different merges, interleaved: every answer from the
+  // cache must equal a fresh merge of the right model.
+  const bpe_model a = bpe_model::from_ranks(table_with({"ab", "abc"}));
+  const bpe_model b = bpe_model::from_ranks(table_with({"bc", "abc"}));
+  const bpe_model c = a;  // a copy shares a's answers, which are the same
+  rlhf::rng gen{{.seed = 12}};
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string piece(2 + gen.uniform_index(23), 'a');
+    for (char& ch : piece) ch = static_cast<char>('a' + gen.uniform_index(4));
+    for (const bpe_model* m : {&a, &b, &c, &a}) {
+      std::vector<token_id> fresh;
+      m->encode_piece_linear(piece, [&](token_id id) { fresh.push_back(id); });
+      if (m->tokens().find(piece) >= 0) fresh = {m->tokens().find(piece)};
+      REQUIRE(encode(*m, piece) == fresh);
+    }
+  }
+}

@@ -17,7 +17,8 @@
 // invalidation over a linked list of parts (a bucket per priority, see detail::bucket_queue):
 // near-linear, so a megabyte of one repeated character or of base64 takes tens of milliseconds,
 // not the minutes a quadratic merge needs.
-// The first round of pair priorities (two single bytes) comes from a 256×256 table.
+// The first round of pair priorities (two single bytes) comes from a 256×256 table, and the
+// tokens of pieces of up to 24 bytes that needed merging are kept in a per-thread cache.
 // Scratch arrays are per thread and reused: after warm-up, encoding allocates nothing.
 //
 // bpe_model is immutable after construction and safe to share between threads.
@@ -29,6 +30,9 @@
 #include <rlhf/tokenizer/vocabulary.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
 #include <functional>
 #include <cstddef>
 #include <cstdint>
@@ -149,6 +153,31 @@ inline bpe_scratch& bpe_thread_scratch() {
   return s;
 }
 
+/// A per-thread, direct-mapped cache of the tokens of short pieces that needed merging (a
+/// frequent identifier in code, a word split in two): a hit costs one hash and one compare
+/// instead of the merge. Entries are tagged with the model's unique owner number (never reused,
+/// so a destroyed model's entries can never be mistaken for another's); models never share
+/// entries, and no thread sees another thread's cache.
+struct piece_cache {
+  static constexpr std::size_t max_bytes = 24, max_tokens = 8, slots = 4096;
+  struct entry {
+    std::uint64_t owner = 0;
+    std::uint8_t length = 0, count = 0;
+    char bytes[max_bytes];
+    token_id ids[max_tokens];
+  };
+  static std::uint64_t new_owner() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+  }
+  static entry& slot(std::uint64_t owner, std::string_view piece) {
+    thread_local std::unique_ptr<entry[]> table;
+    if (!table) table = std::make_unique<entry[]>(slots);
+    const std::uint64_t h = hash_bytes(piece) ^ (owner * 0x9E3779B97F4A7C15ull);
+    return table[static_cast<std::size_t>(h >> 52) & (slots - 1)];
+  }
+};
+
 /// A flat open-addressing hash from a (left, right) id pair to (priority, result).
 class pair_table {
  public:
@@ -214,6 +243,7 @@ class bpe_model {
   /// tiktoken's rule over `tokens` (ranks = ids). Every single byte must be a token.
   static bpe_model from_ranks(token_table tokens) {
     bpe_model m;
+    m.uid_ = detail::piece_cache::new_owner();
     m.tokens_ = std::move(tokens);
     m.rule_ = bpe_rule::ranks;
     m.whole_piece_first_ = true;
@@ -229,6 +259,7 @@ class bpe_model {
   static bpe_model from_merges(token_table tokens, std::span<const bpe_merge> merges, bool ignore_merges) {
     constexpr const char* function = "rlhf::bpe_model::from_merges()";
     bpe_model m;
+    m.uid_ = detail::piece_cache::new_owner();
     m.tokens_ = std::move(tokens);
     m.rule_ = bpe_rule::merges;
     m.whole_piece_first_ = ignore_merges;
@@ -289,7 +320,26 @@ class bpe_model {
       }
       return;
     }
-    if (n <= small_piece) {
+    if (n <= detail::piece_cache::max_bytes) {
+      // Frequent multi-token pieces come from the per-thread cache.
+      detail::piece_cache::entry& e = detail::piece_cache::slot(uid_, piece);
+      if (e.owner == uid_ && e.length == n && std::memcmp(e.bytes, piece.data(), n) == 0) {
+        for (std::size_t k = 0; k < e.count; ++k) emit(e.ids[k]);
+        return;
+      }
+      token_id ids[detail::piece_cache::max_bytes];
+      std::size_t count = 0;
+      const auto collect = [&](token_id id) { ids[count++] = id; };
+      merge_small(piece, collect);
+      for (std::size_t k = 0; k < count; ++k) emit(ids[k]);
+      if (count <= detail::piece_cache::max_tokens) {
+        e.owner = uid_;
+        e.length = static_cast<std::uint8_t>(n);
+        e.count = static_cast<std::uint8_t>(count);
+        std::memcpy(e.bytes, piece.data(), n);
+        std::memcpy(e.ids, ids, count * sizeof(token_id));
+      }
+    } else if (n <= small_piece) {
       merge_small(piece, emit);
     } else {
       merge_large(piece, emit);
@@ -478,6 +528,7 @@ class bpe_model {
   }
 
   token_table tokens_;
+  std::uint64_t uid_ = 0;  // names this model's entries in the per-thread piece cache
   bpe_rule rule_ = bpe_rule::ranks;
   bool whole_piece_first_ = true;
   token_id byte_token_[256] = {};
