@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     a.clear();
     b.clear();
     tok.model().encode_piece_with_heap(piece, [&](rlhf::token_id id) { a.push_back(id); });
-    if (piece.size() <= 4096) {
+    if (piece.size() <= 512) {  // the linear merge is quadratic: keep the fuzzer fast
       tok.model().encode_piece_linear(piece, [&](rlhf::token_id id) { b.push_back(id); });
       if (a != b) std::abort();
     }
