@@ -241,9 +241,13 @@ inline void full_kl(const cpu_backend& backend, cube_view<const double> logp_ful
   return detail::summarize_kl_checked<double>(backend, kl, mask, row_sums);
 }
 
-// CUDA: no kernel yet. From a host compiler these overloads say "needs nvcc"; under nvcc they
-// say "not implemented yet".
-#if !defined(__CUDACC__)
+}  // namespace rlhf
+
+#if defined(__CUDACC__)
+#include <rlhf/cuda/kl.cuh>
+#else
+namespace rlhf {
+/// Reached only from a host compiler: the CUDA overloads are compiled by nvcc.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void kl_estimate(B&&, Args&&...) {
@@ -272,33 +276,5 @@ void summarize_kl(B&&, Args&&...) {
                 "rlhf::summarize_kl(cuda_backend, ...) needs nvcc: call it from a .cu file that "
                 "includes <rlhf/kl.hpp>");
 }
-#else
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void kl_estimate(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::kl_estimate(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void kl_estimate_backward(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::kl_estimate_backward(cuda_backend, ...) is not implemented for the CUDA "
-                "backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void full_kl(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::full_kl(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void summarize_kl(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::summarize_kl(cuda_backend, ...) is not implemented for the CUDA backend "
-                "yet");
-}
-#endif
-
 }  // namespace rlhf
+#endif

@@ -288,9 +288,13 @@ inline masked_moments whiten(const cpu_backend& backend, matrix_view<const doubl
   return detail::whiten_checked<double>(backend, x, mask, out, options);
 }
 
-// CUDA: no kernel yet. From a host compiler these overloads say "needs nvcc"; under nvcc they
-// say "not implemented yet".
-#if !defined(__CUDACC__)
+}  // namespace rlhf
+
+#if defined(__CUDACC__)
+#include <rlhf/cuda/whiten.cuh>
+#else
+namespace rlhf {
+/// Reached only from a host compiler: the CUDA overloads are compiled by nvcc.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
 void masked_sum(B&&, Args&&...) {
@@ -333,43 +337,5 @@ void whiten(B&&, Args&&...) {
                 "rlhf::whiten(cuda_backend, ...) needs nvcc: call it from a .cu file "
                 "that includes <rlhf/whiten.hpp>");
 }
-#else
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void masked_sum(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::masked_sum(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void masked_mean(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::masked_mean(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void masked_var(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::masked_var(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void moments(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::moments(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void apply_whitening(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::apply_whitening(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void whiten(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::whiten(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-#endif
-
 }  // namespace rlhf
+#endif

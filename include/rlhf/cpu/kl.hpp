@@ -25,26 +25,17 @@ struct kl_settings {
   bool mask_before_transform = false;
 };
 
-/// The estimate for one token, computed in C (T or float). For a masked token with
-/// mask_before_transform, ℓ·0 is kept as a signed zero (as ℓ·mask in OpenRLHF v0.5.9) but never
-/// NaN, even for a non-finite ℓ.
+/// The estimate for one token, computed in C (T or float): math::kl_token, shared with the
+/// CUDA backend.
 template <class C>
 C kl_value(const kl_settings& s, C log_ratio, bool valid) noexcept {
-  if (!valid) log_ratio = std::signbit(log_ratio) ? C(-0.0) : C(0);
-  C k = math::kl_estimate(s.estimator, log_ratio);
-  if (s.clamp) k = math::clamp(k, static_cast<C>(-s.clamp_value), static_cast<C>(s.clamp_value));
-  return k;
+  return math::kl_token<C>(s.estimator, s.clamp, static_cast<C>(s.clamp_value), log_ratio, valid);
 }
 
-/// d estimate / d logp for one token; 0 where the clamp is active (torch's clamp passes the
-/// gradient for lo ≤ k ≤ hi) and on masked tokens.
+/// d estimate / d logp for one token (math::kl_token_derivative); 0 where the clamp is active.
 template <class C>
 C kl_derivative(const kl_settings& s, C log_ratio) noexcept {
-  if (s.clamp) {
-    const C k = math::kl_estimate(s.estimator, log_ratio);
-    if (!(k >= static_cast<C>(-s.clamp_value) && k <= static_cast<C>(s.clamp_value))) return C(0);
-  }
-  return math::kl_estimate_derivative(s.estimator, log_ratio);
+  return math::kl_token_derivative<C>(s.estimator, s.clamp, static_cast<C>(s.clamp_value), log_ratio);
 }
 
 template <class C, class T>

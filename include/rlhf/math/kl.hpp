@@ -74,6 +74,32 @@ RLHF_HOST_DEVICE inline T kl_estimate_derivative(kl_estimator estimator, T log_r
   return T(1);
 }
 
+/// The estimate of one token as kl_estimate() writes it, in C: for a masked token (valid =
+/// false, reached only with mask_before_transform) ℓ is first replaced by a zero of ℓ's sign
+/// (ℓ·0 in OpenRLHF v0.5.9, but never NaN, even for a non-finite ℓ); with `clamp` set the
+/// estimate is clamped to [−clamp_value, clamp_value].
+template <class C>
+RLHF_HOST_DEVICE inline C kl_token(kl_estimator estimator, bool clamp, C clamp_value, C log_ratio,
+                                   bool valid) noexcept {
+  using std::signbit;
+  if (!valid) log_ratio = signbit(log_ratio) ? C(-0.0) : C(0);
+  C k = kl_estimate(estimator, log_ratio);
+  if (clamp) k = k < -clamp_value ? -clamp_value : (k > clamp_value ? clamp_value : k);
+  return k;
+}
+
+/// d kl_token / d logp: 0 where the clamp is active (torch's clamp passes the gradient for
+/// lo ≤ k ≤ hi).
+template <class C>
+RLHF_HOST_DEVICE inline C kl_token_derivative(kl_estimator estimator, bool clamp, C clamp_value,
+                                              C log_ratio) noexcept {
+  if (clamp) {
+    const C k = kl_estimate(estimator, log_ratio);
+    if (!(k >= -clamp_value && k <= clamp_value)) return C(0);
+  }
+  return kl_estimate_derivative(estimator, log_ratio);
+}
+
 /// One term of the full-distribution KL Σ_v p(v)(log p(v) − log p_ref(v)) with p = e^{log p}.
 /// A token with p = 0 (log p = −∞) contributes 0, not NaN.
 template <class T>
