@@ -60,13 +60,13 @@ enum class loss_reduction {
   global_sequence_mean,
 };
 
-/// Inputs of the policy loss, all (B, T).
-template <class T>
+/// Inputs of the policy loss, all (B, T). Memory = device_memory for the CUDA backend.
+template <class T, class Memory = host_memory>
 struct ppo_policy_inputs {
-  matrix_view<const T> logp{};        ///< log π_θ(a_t) of the policy being trained
-  matrix_view<const T> old_logp{};    ///< log π_old(a_t) of the policy that sampled the rollout
-  matrix_view<const T> advantages{};  ///< A_t (usually whitened GAE advantages)
-  mask_view mask{};                   ///< nonzero = valid token; empty = all valid
+  tensor_view<const T, 2, Memory> logp{};        ///< log π_θ(a_t) of the policy being trained
+  tensor_view<const T, 2, Memory> old_logp{};    ///< log π_old(a_t) of the policy that sampled the rollout
+  tensor_view<const T, 2, Memory> advantages{};  ///< A_t (usually whitened GAE advantages)
+  tensor_view<const std::uint8_t, 2, Memory> mask{};  ///< nonzero = valid token; empty = all valid
 };
 
 struct ppo_policy_options {
@@ -103,13 +103,13 @@ struct ppo_policy_stats {
   std::int64_t sequences = 0;  ///< rows with at least one valid token
 };
 
-/// Inputs of the value loss, all (B, T).
-template <class T>
+/// Inputs of the value loss, all (B, T). Memory = device_memory for the CUDA backend.
+template <class T, class Memory = host_memory>
 struct ppo_value_inputs {
-  matrix_view<const T> values{};      ///< V_θ(s_t) of the value model being trained
-  matrix_view<const T> old_values{};  ///< V at rollout time (the clip centre)
-  matrix_view<const T> returns{};     ///< R_t, the value target (GAE advantages + old values)
-  mask_view mask{};                   ///< nonzero = valid token; empty = all valid
+  tensor_view<const T, 2, Memory> values{};      ///< V_θ(s_t) of the value model being trained
+  tensor_view<const T, 2, Memory> old_values{};  ///< V at rollout time (the clip centre)
+  tensor_view<const T, 2, Memory> returns{};     ///< R_t, the value target (GAE advantages + old values)
+  tensor_view<const std::uint8_t, 2, Memory> mask{};  ///< nonzero = valid token; empty = all valid
 };
 
 struct ppo_value_options {
@@ -170,9 +170,9 @@ inline cpu_impl::ppo_reduction_rule ppo_reduction(const char* function, const st
   return {per_sequence, global ? normaliser : 0.0};
 }
 
-template <class T>
+template <class T, class Memory>
 void check_ppo_policy_inputs(const char* function, const std::string& prefix,
-                             const ppo_policy_inputs<T>& in) {
+                             const ppo_policy_inputs<T, Memory>& in) {
   // The names are concatenated only when a check fails.
   if (in.logp.empty()) require_not_empty(function, prefix + "logp", in.logp);
   if (!same_shape(in.logp, in.old_logp))
@@ -248,9 +248,9 @@ ppo_policy_stats<T> ppo_policy_loss_checked(const cpu_backend& backend,
                                                  in.mask, matrix_view<const T>{}, dlogp, cfg));
 }
 
-template <class T>
+template <class T, class Memory>
 void check_ppo_value_inputs(const char* function, const std::string& prefix,
-                            const ppo_value_inputs<T>& in) {
+                            const ppo_value_inputs<T, Memory>& in) {
   if (in.values.empty()) require_not_empty(function, prefix + "values", in.values);
   if (!same_shape(in.values, in.old_values))
     require_same_shape(function, prefix + "values", in.values, prefix + "old_values", in.old_values);
@@ -359,8 +359,19 @@ inline double explained_variance(const cpu_backend& backend, matrix_view<const d
 
 }  // namespace rlhf
 
+#if defined(__CUDACC__)
+#include <rlhf/cuda/ppo.cuh>
 namespace rlhf {
-#if !defined(__CUDACC__)
+template <class B, class... Args>
+  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
+void explained_variance(B&&, Args&&...) {
+  static_assert(detail::dependent_false<B>,
+                "rlhf::explained_variance(cuda_backend, ...) is not implemented for the CUDA "
+                "backend yet");
+}
+}  // namespace rlhf
+#else
+namespace rlhf {
 /// Reached only from a host compiler: CUDA overloads must be compiled by nvcc.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
@@ -383,25 +394,5 @@ void explained_variance(B&&, Args&&...) {
                 "rlhf::explained_variance(cuda_backend, ...) needs nvcc: call it from a .cu file "
                 "that includes <rlhf/ppo.hpp>");
 }
-#else
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void ppo_policy_loss(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::ppo_policy_loss(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void ppo_value_loss(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::ppo_value_loss(cuda_backend, ...) is not implemented for the CUDA backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void explained_variance(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::explained_variance(cuda_backend, ...) is not implemented for the CUDA "
-                "backend yet");
-}
-#endif
 }  // namespace rlhf
+#endif
