@@ -316,3 +316,57 @@ TEST_CASE("ppo_trainer: a NaN stops fit() naming the tensor and the step; bad pr
                     rlhf::invalid_argument);
   }
 }
+
+TEST_CASE("ppo_trainer: ema_decay keeps the paper's EMA of the policy weights; use_ema_weights swaps it in and back") {
+  auto o = small_options();
+  o.ema_decay = 0.992;
+  toy_setup<float> s;
+  rlhf::test::toy_sgd popt(0.3, 0.5), vopt(0.1);
+  // Recompute the average by hand from the weights after every policy step: e = θ_1, then
+  // e ← d·e + (1 − d)·θ in the parameter type.
+  std::vector<float> expected;
+  const float d = 0.992f, one_minus_d = static_cast<float>(1.0 - 0.992);
+  int updates = 0;
+  o.after_policy_step = [&] {
+    const auto theta = flat_parameters(s.policy);
+    if (expected.empty()) {
+      for (const double x : theta) expected.push_back(static_cast<float>(x));
+    } else {
+      for (std::size_t i = 0; i < theta.size(); ++i)
+        expected[i] = d * expected[i] + one_minus_d * static_cast<float>(theta[i]);
+    }
+    ++updates;
+  };
+  rlhf::train::ppo_trainer trainer(s.policy, popt, s.value, vopt, s.reward, s.reference, o);
+  REQUIRE(trainer.ema() != nullptr);
+  CHECK_THROWS_WITH_AS((void)trainer.use_ema_weights(),
+                       "rlhf::train::ppo_trainer::use_ema_weights(): the EMA has no update yet: train at least one step",
+                       rlhf::invalid_argument);
+  trainer.fit(prompts(), {}, {.epochs = 100, .max_steps = 4});
+  REQUIRE(updates == 4 * 4);  // iterations × ppo_epochs × minibatches
+  CHECK(trainer.ema()->updates() == 16);
+  const auto trained = flat_parameters(s.policy);
+  {
+    const auto scope = trainer.use_ema_weights();
+    const auto inside = flat_parameters(s.policy);
+    REQUIRE(inside.size() == expected.size());
+    for (std::size_t i = 0; i < inside.size(); ++i) CHECK(static_cast<float>(inside[i]) == expected[i]);
+    CHECK(inside != trained);  // the average lags the trained weights
+    // Evaluation runs on the average: generation and re-scoring both see it.
+    rlhf::train::metrics m;
+    (void)trainer.make_experience(rlhf::train::make_prompt_batch(prompts(), eos), &m);
+    CHECK(m.at("policy/sampling_logp_diff_max") < 1e-5);
+  }
+  CHECK(flat_parameters(s.policy) == trained);  // the trained weights are back, bit for bit
+
+  toy_setup<float> plain;
+  rlhf::train::ppo_trainer without(plain.policy, popt, plain.value, vopt, plain.reward, plain.reference, small_options());
+  CHECK(without.ema() == nullptr);
+  CHECK_THROWS_WITH_AS((void)without.use_ema_weights(),
+                       "rlhf::train::ppo_trainer::use_ema_weights(): the trainer keeps no EMA: set ppo_options::ema_decay",
+                       rlhf::invalid_argument);
+  auto bad = small_options();
+  bad.ema_decay = 1.5;
+  CHECK_THROWS_WITH_AS(rlhf::train::ppo_trainer(plain.policy, popt, plain.value, vopt, plain.reward, plain.reference, bad),
+                       "rlhf::train::ppo_trainer: ema_decay must be in [0, 1], got 1.5", rlhf::invalid_argument);
+}

@@ -52,6 +52,7 @@
 #include <rlhf/kl_controller.hpp>
 #include <rlhf/lm_loss.hpp>
 #include <rlhf/logprobs.hpp>
+#include <rlhf/optim/ema.hpp>
 #include <rlhf/ppo.hpp>
 #include <rlhf/ppo_ptx.hpp>
 #include <rlhf/reward_head.hpp>
@@ -60,6 +61,7 @@
 #include <rlhf/tensor.hpp>
 #include <rlhf/train/batch.hpp>
 #include <rlhf/train/detail/common.hpp>
+#include <rlhf/train/detail/lm_head.hpp>
 #include <rlhf/train/experience.hpp>
 #include <rlhf/train/metrics.hpp>
 #include <rlhf/train/sft.hpp>
@@ -75,6 +77,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -103,7 +106,11 @@ struct ppo_options {
   std::uint64_t seed = 0;          ///< the trainer's rng (generation seeds, minibatch order)
   token_id pad_id = 0;
   cpu_backend backend{};
-  std::function<void()> after_policy_step{};  ///< e.g. an EMA update of the policy weights
+  /// An exponential moving average of the policy weights, updated after every policy
+  /// optimizer step with this decay (InstructGPT: 0.992); std::nullopt = none. Evaluate with
+  /// the average through ppo_trainer::use_ema_weights(); checkpoints (save_stage) keep it.
+  std::optional<double> ema_decay{};
+  std::function<void()> after_policy_step{};  ///< any other per-step hook, run after the EMA update
 };
 
 namespace detail {
@@ -129,6 +136,28 @@ struct averages {
 
 }  // namespace detail
 
+/// While alive, the policy holds the EMA weights (swapped in at construction, the trained
+/// weights swapped back at destruction). Returned by ppo_trainer::use_ema_weights().
+template <class P, class T>
+class ema_weights_scope {
+ public:
+  ema_weights_scope(P& policy, ::rlhf::ema<T>& average) : policy_(&policy), average_(&average) {
+    average_->swap_in(policy_->parameters());
+  }
+  ema_weights_scope(ema_weights_scope&& other) noexcept
+      : policy_(other.policy_), average_(std::exchange(other.average_, nullptr)) {}
+  ema_weights_scope(const ema_weights_scope&) = delete;
+  ema_weights_scope& operator=(const ema_weights_scope&) = delete;
+  ema_weights_scope& operator=(ema_weights_scope&&) = delete;
+  ~ema_weights_scope() {
+    if (average_ != nullptr) average_->swap_out(policy_->parameters());
+  }
+
+ private:
+  P* policy_;
+  ::rlhf::ema<T>* average_;
+};
+
 /// PPO-ptx. Holds references to the four models and the two optimizers.
 template <Policy P, ValueModel V, RewardModel R, CausalLM Ref, class PO, class VO>
   requires Optimizer<PO, P> && Optimizer<VO, V> && std::same_as<typename P::scalar_type, typename V::scalar_type> &&
@@ -138,9 +167,11 @@ class ppo_trainer {
  public:
   using scalar_type = typename P::scalar_type;
   using T = scalar_type;
+  /// The stage name checkpoints record (rlhf/train/checkpoint.hpp).
+  static constexpr std::string_view kind = "ppo";
 
   /// Throws rlhf::invalid_argument for a zero batch size, minibatch count or epoch count, more
-  /// minibatches than prompts, or a bad KL controller option.
+  /// minibatches than prompts, an EMA decay outside [0, 1], or a bad KL controller option.
   ppo_trainer(P& policy, PO& policy_optimizer, V& value, VO& value_optimizer, R& reward, Ref& reference,
               ppo_options options = {})
       : policy_(policy), policy_opt_(policy_optimizer), value_(value), value_opt_(value_optimizer), reward_(reward),
@@ -154,6 +185,12 @@ class ppo_trainer {
     ::rlhf::detail::require(options_.generation.max_new_tokens > 0, function,
                             "generation.max_new_tokens must be positive, got " +
                                 std::to_string(options_.generation.max_new_tokens));
+    if (options_.ema_decay) {
+      const double d = *options_.ema_decay;
+      ::rlhf::detail::require(d >= 0 && d <= 1, function,
+                              "ema_decay must be in [0, 1], got " + ::rlhf::detail::number_string(d));
+      ema_.emplace(ema_options{.decay = d});
+    }
     state_.rng = rng{{.seed = options_.seed}}.state();
     state_.kl = kl_.state();
   }
@@ -234,14 +271,11 @@ class ppo_trainer {
 
     // Old log-probs (training forward of the policy) and reference log-probs.
     clock = {};
-    const logprob_options lp{.temperature = options_.generation.temperature};
-    detail::ensure_shape(logits_, B, L, policy_.vocab_size());
-    policy_.forward(e.sequences.view(), logits_.view());
-    token_logprobs(options_.backend, cube_view<const T>(detail::columns(logits_.view(), Pc - 1, Rc)),
-                   e.labels.view().as_const(), {.logp = e.logp.view()}, lp);
-    reference_.forward(e.sequences.view(), logits_.view());
-    token_logprobs(options_.backend, cube_view<const T>(detail::columns(logits_.view(), Pc - 1, Rc)),
-                   e.labels.view().as_const(), {.logp = e.ref_logp.view()}, lp);
+    const double temperature = options_.generation.temperature;
+    head_.logprobs(options_.backend, policy_, e.sequences.view(), Pc - 1, e.labels.view().as_const(),
+                   {.logp = e.logp.view()}, temperature);
+    head_.logprobs(options_.backend, reference_, e.sequences.view(), Pc - 1, e.labels.view().as_const(),
+                   {.logp = e.ref_logp.view()}, temperature);
     const double t_reference = clock.seconds();
 
     // Values and scores.
@@ -326,7 +360,6 @@ class ppo_trainer {
     step_result result;
     const std::uint64_t k = state_.step + 1;
     const std::ptrdiff_t Pc = e.prompt_columns, Rc = e.response_columns(), L = Pc + Rc;
-    const logprob_options lp{.temperature = options_.generation.temperature};
     ppo_ptx_options objective = options_.objective;
     objective.ptx_coef = 0;  // the ptx term is added below, through its own forward
     const bool with_kl_loss = objective.kl_loss_coef > 0;
@@ -357,12 +390,9 @@ class ppo_trainer {
         policy_opt_.zero_grad(policy_.parameters());
         value_opt_.zero_grad(value_.parameters());
         // Policy forward → logp, entropy.
-        detail::ensure_shape(logits_, m, L, policy_.vocab_size());
-        policy_.forward(seqs.view(), logits_.view());
-        const auto resp_logits = detail::columns(logits_.view(), Pc - 1, Rc);
-        tensor<T, 2> logp(m, Rc), entropy(m, Rc), lse(m, Rc), dlogp(m, Rc), values(m, Rc), dvalues(m, Rc);
-        token_logprobs(options_.backend, cube_view<const T>(resp_logits), labels.view(),
-                       {.logp = logp.view(), .entropy = entropy.view(), .logsumexp = lse.view()}, lp);
+        tensor<T, 2> logp(m, Rc), entropy(m, Rc), dlogp(m, Rc), values(m, Rc), dvalues(m, Rc);
+        head_.logprobs(options_.backend, policy_, seqs.view(), Pc - 1, labels.view().as_const(),
+                       {.logp = logp.view(), .entropy = entropy.view()}, options_.generation.temperature);
         // Value forward.
         tensor<T, 2> full_values(m, L);
         value_.values(seqs.view(), full_values.view());
@@ -377,12 +407,8 @@ class ppo_trainer {
             {.dlogp = dlogp.view(), .dvalues = dvalues.view()}, objective);
         detail::check_finite(result.event, k, "loss/policy", static_cast<double>(s.policy.loss));
         detail::check_finite(result.event, k, "loss/value", static_cast<double>(s.value.loss));
-        // dlogits over the logits buffer: response columns from dlogp, every other column 0.
-        token_logprobs_backward(options_.backend, cube_view<const T>(resp_logits), labels.view(), lse.view(),
-                                dlogp.view(), {}, resp_logits, lp);
-        zero_columns(logits_, 0, Pc - 1);
-        zero_columns(logits_, L - 1, 1);
-        policy_.backward(logits_.view());
+        // d(loss)/d(logp) → the policy's gradients (dlogits or dhidden; other columns 0).
+        head_.logprobs_backward(options_.backend, policy_, dlogp.view().as_const());
         for (std::ptrdiff_t b = 0; b < m; ++b)
           for (std::ptrdiff_t t = 0; t < L; ++t) full_values(b, t) = (t >= Pc - 1 && t < L - 1) ? dvalues(b, t - Pc + 1) : T(0);
         value_.backward_values(full_values.view());
@@ -390,16 +416,16 @@ class ppo_trainer {
         double ptx_loss = 0;
         if (!ptx.empty()) {
           const auto& pb = ptx[ptx_index++];
-          detail::ensure_shape(logits_, pb.rows(), pb.length(), policy_.vocab_size());
-          policy_.forward(pb.view(), logits_.view());
-          ptx_loss = detail::lm_loss_in_place(options_.backend, pb, logits_, options_.objective.ptx_coef, 1.0, true).loss;
+          ptx_loss = head_.lm_loss(options_.backend, policy_, pb, options_.objective.ptx_coef, /*with_gradient=*/true,
+                                   /*with_accuracy=*/false)
+                         .loss;
           detail::check_finite(result.event, k, "objective/ptx_loss", ptx_loss);
-          policy_.backward(logits_.view());
         }
         policy_norm = detail::gradient_norm(policy_, k, result.event, "policy ");
         value_norm = detail::gradient_norm(value_, k, result.event, "value ");
         if (result.event) break;
         policy_opt_.step(policy_.parameters());
+        if (ema_) ema_->update(policy_.parameters());
         if (options_.after_policy_step) options_.after_policy_step();
         value_opt_.step(value_.parameters());
 
@@ -501,6 +527,22 @@ class ppo_trainer {
     state_ = s;
   }
   [[nodiscard]] double kl_coefficient() const noexcept { return kl_.value(); }
+
+  /// The EMA of the policy weights (ppo_options::ema_decay), or nullptr when there is none.
+  [[nodiscard]] const ::rlhf::ema<T>* ema() const noexcept { return ema_ ? &*ema_ : nullptr; }
+  [[nodiscard]] ::rlhf::ema<T>* ema() noexcept { return ema_ ? &*ema_ : nullptr; }
+
+  /// Evaluate (or sample) with the EMA weights: the policy holds them until the returned scope
+  /// ends, then its trained weights come back bit for bit.
+  ///   { auto scope = trainer.use_ema_weights(); evaluate(policy); }
+  /// Throws rlhf::invalid_argument when there is no EMA (ema_decay unset) or no update yet.
+  /// Do not step the trainer while a scope is alive.
+  [[nodiscard]] ema_weights_scope<P, T> use_ema_weights() {
+    constexpr const char* function = "rlhf::train::ppo_trainer::use_ema_weights()";
+    ::rlhf::detail::require(ema_.has_value(), function, "the trainer keeps no EMA: set ppo_options::ema_decay");
+    ::rlhf::detail::require(ema_->updates() > 0, function, "the EMA has no update yet: train at least one step");
+    return ema_weights_scope<P, T>(policy_, *ema_);
+  }
   [[nodiscard]] const ppo_options& options() const noexcept { return options_; }
 
  private:
@@ -520,12 +562,6 @@ class ppo_trainer {
     return std::nullopt;
   }
 
-  static void zero_columns(tensor<T, 3>& x, std::ptrdiff_t first, std::ptrdiff_t count) {
-    for (std::ptrdiff_t b = 0; b < x.extent(0); ++b)
-      for (std::ptrdiff_t t = first; t < first + count; ++t)
-        for (std::ptrdiff_t v = 0; v < x.extent(2); ++v) x(b, t, v) = T(0);
-  }
-
   P& policy_;
   PO& policy_opt_;
   V& value_;
@@ -534,8 +570,9 @@ class ppo_trainer {
   Ref& reference_;
   ppo_options options_;
   kl_controller<any_kl> kl_;
+  std::optional<::rlhf::ema<T>> ema_;
   trainer_state state_{};
-  tensor<T, 3> logits_;
+  detail::lm_head<T> head_;
 };
 
 }  // namespace rlhf::train

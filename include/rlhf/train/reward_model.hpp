@@ -40,6 +40,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rlhf::train {
@@ -66,6 +67,8 @@ template <RewardModel M, class O>
 class reward_model_trainer {
  public:
   using scalar_type = typename M::scalar_type;
+  /// The stage name checkpoints record (rlhf/train/checkpoint.hpp).
+  static constexpr std::string_view kind = "reward_model";
 
   reward_model_trainer(M& model, O& optimizer, reward_model_options options = {})
       : model_(model), optimizer_(optimizer), options_(options) {

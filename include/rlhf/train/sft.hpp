@@ -11,7 +11,9 @@
 //   trainer.fit(demonstrations, {.epochs = 16, .on_step = log});   // InstructGPT: 16 epochs
 //
 // Model: any rlhf::CausalLM; optimizer: any rlhf::Optimizer of it (learning-rate schedule
-// included). The trainer owns no weights: checkpoint the model and the optimizer with their
+// included). A model that also models rlhf::FusedLogProbs (hidden() + unembedding()) is run
+// through the fused linear kernel on the target rows only: the (B, T, V) logits are never
+// materialised, and loss, accuracy and gradients are those of the logits path up to rounding. The trainer owns no weights: checkpoint the model and the optimizer with their
 // own savers and the trainer with state() / restore().
 //
 // Metrics per step (TRL SFTTrainer names): loss, mean_token_accuracy, num_tokens (targets in
@@ -27,6 +29,7 @@
 #include <rlhf/tensor.hpp>
 #include <rlhf/train/batch.hpp>
 #include <rlhf/train/detail/common.hpp>
+#include <rlhf/train/detail/lm_head.hpp>
 #include <rlhf/train/metrics.hpp>
 #include <rlhf/train/state.hpp>
 
@@ -34,6 +37,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rlhf::train {
@@ -47,57 +51,14 @@ struct sft_options {
   cpu_backend backend{};       ///< threads for the loss kernels
 };
 
-namespace detail {
-
-/// token NLL of a sequence batch under logits (B, T, V), its gradient (times grad_scale)
-/// written over the logits (the last position gets 0), and the argmax accuracy.
-template <class T>
-struct lm_step {
-  double loss = 0;
-  double accuracy = 0;
-  std::int64_t tokens = 0;
-};
-
-template <class T>
-lm_step<T> lm_loss_in_place(const cpu_backend& backend, const sequence_batch& batch, tensor<T, 3>& logits,
-                            double grad_scale, double temperature, bool with_gradient) {
-  const std::ptrdiff_t B = batch.rows(), L = batch.length(), V = logits.extent(2);
-  lm_step<T> out;
-  if (L < 2) return out;
-  const auto all = logits.view();
-  const auto shifted = columns(all, 0, L - 1);
-  const auto labels = columns(batch.tokens.view(), 1, L - 1);
-  const auto mask = columns(batch.target_mask.view(), 1, L - 1);
-  std::int64_t correct = 0, n = 0;
-  for (std::ptrdiff_t b = 0; b < B; ++b)
-    for (std::ptrdiff_t t = 0; t < L - 1; ++t) {
-      if (!mask(b, t)) continue;
-      std::ptrdiff_t best = 0;
-      for (std::ptrdiff_t v = 1; v < V; ++v)
-        if (shifted(b, t, v) > shifted(b, t, best)) best = v;
-      correct += best == labels(b, t);
-      ++n;
-    }
-  const auto r = ::rlhf::lm_loss(backend, cube_view<const T>(shifted), labels, mask,
-                                 with_gradient ? shifted : cube_view<T>{},
-                                 {.temperature = temperature, .grad_scale = grad_scale});
-  if (with_gradient)
-    for (std::ptrdiff_t b = 0; b < B; ++b)
-      for (std::ptrdiff_t v = 0; v < V; ++v) all(b, L - 1, v) = T(0);
-  out.loss = r.loss;
-  out.tokens = r.tokens;
-  out.accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
-  return out;
-}
-
-}  // namespace detail
-
 /// Supervised fine-tuning of a CausalLM. Not copyable; holds references to model and optimizer.
 template <CausalLM M, class O>
   requires Optimizer<O, M>
 class sft_trainer {
  public:
   using scalar_type = typename M::scalar_type;
+  /// The stage name checkpoints record (rlhf/train/checkpoint.hpp).
+  static constexpr std::string_view kind = "sft";
 
   /// Throws rlhf::invalid_argument for batch_size 0.
   sft_trainer(M& model, O& optimizer, sft_options options = {})
@@ -115,11 +76,8 @@ class sft_trainer {
     step_result result;
     const std::uint64_t k = state_.step + 1;
     optimizer_.zero_grad(model_.parameters());
-    detail::ensure_shape(logits_, batch.rows(), batch.length(), model_.vocab_size());
-    model_.forward(batch.view(), logits_.view());
-    const auto lm = detail::lm_loss_in_place(options_.backend, batch, logits_, 1.0, 1.0, true);
+    const auto lm = head_.lm_loss(options_.backend, model_, batch, 1.0, /*with_gradient=*/true, /*with_accuracy=*/true);
     detail::check_finite(result.event, k, "loss", lm.loss);
-    model_.backward(logits_.view());
     const double norm = detail::gradient_norm(model_, k, result.event);
     const double lr = optimizer_.learning_rate();
     if (!result.event) {
@@ -140,9 +98,7 @@ class sft_trainer {
 
   /// Loss and accuracy on a batch without touching the gradients' owner state (forward only).
   metrics evaluate(const sequence_batch& batch) {
-    detail::ensure_shape(logits_, batch.rows(), batch.length(), model_.vocab_size());
-    model_.forward(batch.view(), logits_.view());
-    const auto lm = detail::lm_loss_in_place(options_.backend, batch, logits_, 1.0, 1.0, false);
+    const auto lm = head_.lm_loss(options_.backend, model_, batch, 1.0, /*with_gradient=*/false, /*with_accuracy=*/true);
     metrics m;
     m.set("eval/loss", lm.loss);
     m.set("eval/mean_token_accuracy", lm.accuracy);
@@ -197,7 +153,7 @@ class sft_trainer {
   O& optimizer_;
   sft_options options_;
   trainer_state state_{};
-  tensor<scalar_type, 3> logits_;
+  detail::lm_head<scalar_type> head_;
 };
 
 }  // namespace rlhf::train
