@@ -280,8 +280,26 @@ inline best_of_n_stats best_of_n_loss(const cpu_backend&, matrix_view<const doub
 
 }  // namespace rlhf
 
+#if defined(__CUDACC__)
+#include <rlhf/cuda/preference_loss.cuh>
 namespace rlhf {
-#if !defined(__CUDACC__)
+template <class B, class... Args>
+  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
+void kwise_ranking_loss(B&&, Args&&...) {
+  static_assert(detail::dependent_false<B>,
+                "rlhf::kwise_ranking_loss(cuda_backend, ...) is not implemented for the CUDA "
+                "backend yet");
+}
+template <class B, class... Args>
+  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
+void best_of_n_loss(B&&, Args&&...) {
+  static_assert(detail::dependent_false<B>,
+                "rlhf::best_of_n_loss(cuda_backend, ...) is not implemented for the CUDA backend "
+                "yet");
+}
+}  // namespace rlhf
+#else
+namespace rlhf {
 /// Reached only from a host compiler: CUDA overloads are compiled by nvcc.
 template <class B, class... Args>
   requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
@@ -304,27 +322,5 @@ void best_of_n_loss(B&&, Args&&...) {
                 "rlhf::best_of_n_loss(cuda_backend, ...) needs nvcc: call it from a .cu file that "
                 "includes <rlhf/preference_loss.hpp>");
 }
-#else
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void pairwise_preference_loss(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::pairwise_preference_loss(cuda_backend, ...) is not implemented for the CUDA "
-                "backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void kwise_ranking_loss(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::kwise_ranking_loss(cuda_backend, ...) is not implemented for the CUDA "
-                "backend yet");
-}
-template <class B, class... Args>
-  requires std::same_as<std::remove_cvref_t<B>, cuda_backend>
-void best_of_n_loss(B&&, Args&&...) {
-  static_assert(detail::dependent_false<B>,
-                "rlhf::best_of_n_loss(cuda_backend, ...) is not implemented for the CUDA backend "
-                "yet");
-}
-#endif
 }  // namespace rlhf
+#endif
