@@ -168,8 +168,8 @@ struct class_table {
   class_table t{};
   for (unsigned b = 0; b < 64; ++b) t.by_table_byte[b] = classes_of_table_byte(static_cast<std::uint8_t>(b));
   for (unsigned c = 0; c < 128; ++c) t.ascii[c] = t.by_table_byte[table_byte(c)];
-  t.ascii['\r'] |= char_class::cr_lf;
-  t.ascii['\n'] |= char_class::cr_lf;
+  t.ascii[static_cast<unsigned char>('\r')] |= char_class::cr_lf;
+  t.ascii[static_cast<unsigned char>('\n')] |= char_class::cr_lf;
   return t;
 }
 inline constexpr class_table class_tables = make_class_table();
