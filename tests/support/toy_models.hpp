@@ -7,11 +7,13 @@
 //   toy_value<T>    ValueModel: values[b, t] = by_position[position] + by_token[token]
 //   toy_bow_reward<T> RewardModel: score[b] = bias + Σ_{t ≤ end_index[b], mask} weight[token]
 //                   (a linear model over bag-of-token features)
-//   toy_sgd         Optimizer: SGD with momentum and weight decay (state: the velocities)
+//   toy_sgd         Optimizer: SGD with momentum (state: the velocities and the step count);
+//                   save_optimizer / load_optimizer store it in an rlhf::checkpoint
 //   grad_recorder   Optimizer that records the gradients it is given and does not update
 #pragma once
 
 #include <rlhf/concepts.hpp>
+#include <rlhf/io/checkpoint.hpp>
 #include <rlhf/rng.hpp>
 #include <rlhf/sampler.hpp>
 #include <rlhf/tensor.hpp>
@@ -23,8 +25,10 @@
 #include <cstdint>
 #include <limits>
 #include <span>
-#include <type_traits>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace rlhf::test {
@@ -268,6 +272,11 @@ class toy_sgd {
   }
   [[nodiscard]] double learning_rate() const { return lr_; }
   [[nodiscard]] int steps() const { return steps_; }
+  [[nodiscard]] const std::vector<std::vector<double>>& velocities() const { return velocity_; }
+  void restore(int steps, std::vector<std::vector<double>> velocities) {
+    steps_ = steps;
+    velocity_ = std::move(velocities);
+  }
   bool operator==(const toy_sgd&) const = default;
 
  private:
@@ -275,6 +284,22 @@ class toy_sgd {
   std::vector<std::vector<double>> velocity_;
   int steps_ = 0;
 };
+
+/// toy_sgd's state in a checkpoint, found by argument-dependent lookup (rlhf::train::save_stage).
+inline void save_optimizer(checkpoint& ck, const toy_sgd& o, std::string_view prefix) {
+  const std::string p(prefix);
+  ck.set_u64(p + "steps", static_cast<std::uint64_t>(o.steps()));
+  ck.set_u64(p + "parameters", o.velocities().size());
+  for (std::size_t k = 0; k < o.velocities().size(); ++k)
+    ck.set_values(p + "velocity." + std::to_string(k), std::span<const double>(o.velocities()[k]));
+  ck.add_group(prefix);
+}
+inline void load_optimizer(const checkpoint& ck, toy_sgd& o, std::string_view prefix) {
+  const std::string p(prefix);
+  std::vector<std::vector<double>> v(static_cast<std::size_t>(ck.get_u64(p + "parameters")));
+  for (std::size_t k = 0; k < v.size(); ++k) v[k] = ck.values<double>(p + "velocity." + std::to_string(k));
+  o.restore(static_cast<int>(ck.get_u64(p + "steps")), std::move(v));
+}
 
 /// Records the gradients of every step() call (as double) and leaves the weights alone.
 class grad_recorder {
