@@ -17,7 +17,10 @@
 //   train       ppo_epochs passes; each splits the rollout (shuffled) into `minibatches` parts;
 //               per minibatch: policy forward → logp, entropy; value forward → values;
 //               <rlhf/ppo_ptx.hpp> gives d(loss)/d(logp) and d(loss)/d(values); dlogits =
-//               token_logprobs_backward(...); policy.backward(dlogits), value.backward_values();
+//               token_logprobs_backward(...); policy.backward(dlogits), value.backward_values()
+//               (a policy modelling rlhf::FusedLogProbs takes rlhf::fused_linear_logprobs and
+//               backward_hidden() instead, here and for old/ref log-probs and ptx: no (B, T, V)
+//               logits are materialised);
 //               then, with pretraining data, a forward of a ptx batch and the gradient of
 //               γ_ptx · (mean token NLL) accumulated by a second policy.backward() — one
 //               optimizer step for both (the paper's "consecutive steps ... accumulate them both
@@ -30,8 +33,9 @@
 // Alignment: prompts are left-padded (make_prompt_batch), so every prompt ends in column P − 1
 // and response token t is predicted by the logits / valued at column P − 1 + t.
 //
-// EMA of the policy weights (paper: 0.992) and any other per-step hook: ppo_options::
-// after_policy_step runs after every policy optimizer step.
+// EMA of the policy weights (paper: 0.992): ppo_options::ema_decay; the average is updated after
+// every policy optimizer step, evaluated through use_ema_weights() and saved by save_stage
+// (rlhf/train/checkpoint.hpp). Any other per-step hook: ppo_options::after_policy_step.
 //
 // Metrics per iteration (TRL PPOTrainer names where TRL has one): objective/kl,
 // objective/entropy, objective/non_score_reward, objective/rlhf_reward, objective/scores,
