@@ -1,9 +1,11 @@
 // B5 — the reference GPT (rlhf/models/gpt.hpp) on the CPU (docs/performance.md).
 //
-//   BM_gpt_train_cpu     one training step at B = 4, T = 64: forward to logits (B, T, V),
-//                        mean token cross-entropy and its dlogits (a plain loop here), backward,
-//                        then an AdamW update over every parameter (a plain loop here: lr 1e-4,
-//                        β 0.9 / 0.95, ε 1e-8, weight decay 0.1), grads zeroed.
+//   BM_gpt_train_cpu     one training step at B = 4, T = 64, as a user of the FusedLogProbs
+//                        capability writes it: hidden() (B, T, D), the mean next-token
+//                        cross-entropy through rlhf::fused_linear_logprobs and its backward
+//                        (the (B·T, V) logits are never stored; dW goes straight into wte's
+//                        gradient), backward_hidden(), then rlhf::adamw<float> (lr 1e-4, β 0.9 /
+//                        0.95, ε 1e-8, weight decay 0.1 on matrices, nanoGPT's rule) and zero_grad.
 //   BM_gpt_generate_cpu  generate(): B = 4 left-padded prompts of 64 tokens, 64 new tokens, KV
 //                        cache, sampling at temperature 1 (no stop token: every row runs to 64).
 // Sizes: small (L4, C256, H4, V50257) and 124M (GPT-2 small: L12, C768, H12, V50257).
@@ -13,7 +15,9 @@
 //   that), compared with the FMA / SGEMM probe of the same thread count (limit=fma).
 //
 // The label carries the key `benchmarks/run` matches with benchmarks/peers/gpt_peer.py.
+#include <rlhf/fused_linear.hpp>
 #include <rlhf/models/gpt.hpp>
+#include <rlhf/optim/adamw.hpp>
 #include <rlhf/tensor.hpp>
 
 #include <benchmark/benchmark.h>
@@ -78,54 +82,36 @@ void label(benchmark::State& state, const std::string& variant, int threads, dou
 void BM_gpt_train_cpu(benchmark::State& state) {
   const size_config& s = sizes[state.range(0)];
   const int threads = static_cast<int>(state.range(1));
+  const rlhf::cpu_backend backend{.threads = threads};
   rlhf::gpt model = make_model(s, threads);
   const token_data data(tokens);
-  const std::ptrdiff_t n = batch * tokens;
-  rlhf::tensor<float, 3> logits(batch, tokens, vocab);
-  const auto values = model.flat_values();
-  const auto grads = model.flat_grads();
-  const std::ptrdiff_t p = values.extent(0);
-  std::vector<float> m(static_cast<std::size_t>(p)), v(static_cast<std::size_t>(p));
-  int step = 0;
+  const std::ptrdiff_t n = batch * tokens, d = s.width;
+  rlhf::tensor<float, 3> hidden(batch, tokens, d), dhidden(batch, tokens, d);
+  rlhf::tensor<float, 1> logp(n), lse(n), grad_logp(n);
+  // Labels: the next token; the last position of a row has none (label 0, gradient 0).
+  std::vector<rlhf::token_id> labels(static_cast<std::size_t>(n), 0);
+  const float inv_count = 1.0f / float(batch * (tokens - 1));
+  for (std::ptrdiff_t i = 0; i < n; ++i) {
+    const bool last = i % tokens == tokens - 1;
+    labels[static_cast<std::size_t>(i)] = last ? 0 : data.tokens[static_cast<std::size_t>(i + 1)];
+    grad_logp(i) = last ? 0.0f : -inv_count;
+  }
+  const rlhf::vector_view<const rlhf::token_id> label_view(labels.data(), n);
+  const rlhf::matrix_view<const float> h2(hidden.data(), n, d);
+  rlhf::adamw<float> opt{{.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1,
+                          .decays = rlhf::decays_matrices(model)}};
+  const auto params = model.parameters();
   for (auto _ : state) {
-    ++step;
-    model.forward(data.view(tokens), logits.view());
-    // Mean cross-entropy of the next token; dlogits written over the logits.
-    float* lg = logits.data();
+    model.hidden(data.view(tokens), hidden.view());
+    rlhf::fused_linear_logprobs(backend, h2, model.unembedding(), label_view, {.logp = logp.view(), .logsumexp = lse.view()});
     double loss = 0;
-    const float inv_n = 1.0f / float(batch * (tokens - 1));
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-      float* row = lg + i * vocab;
-      if (i % tokens == tokens - 1) {
-        std::fill(row, row + vocab, 0.0f);
-        continue;
-      }
-      const rlhf::token_id target = data.tokens[static_cast<std::size_t>(i + 1)];
-      const float mx = *std::max_element(row, row + vocab);
-      float sum = 0;
-      for (std::ptrdiff_t j = 0; j < vocab; ++j) sum += (row[j] = std::exp(row[j] - mx));
-      loss -= std::log(row[target] / sum);
-      const float scale = inv_n / sum;
-      for (std::ptrdiff_t j = 0; j < vocab; ++j) row[j] *= scale;
-      row[target] -= inv_n;
-    }
+    for (std::ptrdiff_t i = 0; i < n; ++i) loss += double(grad_logp(i)) * double(logp(i));
     benchmark::DoNotOptimize(loss);
-    model.backward(logits.view());
-    // AdamW.
-    const float lr = 1e-4f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
-    const float c1 = 1.0f / (1.0f - std::pow(b1, float(step))), c2 = 1.0f / (1.0f - std::pow(b2, float(step)));
-    float* w = values.data_handle();
-    float* g = grads.data_handle();
-    rlhf::cpu_impl::gpt_kernels::split(
-        {.threads = threads}, p, threads, [&](std::ptrdiff_t, std::ptrdiff_t i0, std::ptrdiff_t i1) {
-          for (std::ptrdiff_t i = i0; i < i1; ++i) {
-            const auto u = static_cast<std::size_t>(i);
-            m[u] = b1 * m[u] + (1 - b1) * g[i];
-            v[u] = b2 * v[u] + (1 - b2) * g[i] * g[i];
-            w[i] -= lr * (m[u] * c1 / (std::sqrt(v[u] * c2) + eps) + wd * w[i]);
-            g[i] = 0;
-          }
-        });
+    rlhf::fused_linear_logprobs_backward(backend, h2, model.unembedding(), label_view, lse.view(), {}, grad_logp.view(),
+                                         {}, rlhf::matrix_view<float>(dhidden.data(), n, d), model.unembedding_grad());
+    model.backward_hidden(dhidden.view(), model.unembedding_grad());
+    opt.step(params);
+    opt.zero_grad(params);
     benchmark::ClobberMemory();
   }
   label(state, std::string("train_") + s.name, threads, double(n), 3.0 * forward_flops(s, double(n), double(tokens)));
