@@ -68,17 +68,17 @@ struct settings {
 
   // Sizes: the full run fits about five minutes on two cores; --quick is a smoke run for CI.
   std::size_t vocab = 1024;
-  std::ptrdiff_t context = 64;
-  model_size small{2, 4, 128};
-  model_size large{4, 4, 256};
-  std::uint64_t pretrain_steps_small = 700;
-  std::uint64_t pretrain_steps_large = 500;
-  std::size_t demonstrations = 3000;
-  std::uint64_t sft_epochs = 4;
-  std::size_t ranking_prompts = 1200;
+  std::ptrdiff_t context = 48;
+  model_size small{2, 4, 96};
+  model_size large{4, 4, 192};
+  std::uint64_t pretrain_steps_small = 400;
+  std::uint64_t pretrain_steps_large = 250;
+  std::size_t demonstrations = 2000;
+  std::uint64_t sft_epochs = 3;
+  std::size_t ranking_prompts = 800;
   std::size_t k = 4;
   std::uint64_t rm_epochs = 2;
-  std::uint64_t ppo_steps = 150;
+  std::uint64_t ppo_steps = 80;
   std::size_t ppo_batch = 32;
   std::size_t eval_prompts = 400;
   int max_new_tokens = 10;
@@ -505,13 +505,13 @@ int main(int argc, char** argv) {
     rlhf::gpt policy = small;
     rlhf::gpt reference = small;
     rlhf::gpt value = rm.with_head(rlhf::gpt_head::value);
-    auto policy_opt = make_optimizer(2e-5, s.ppo_steps, 10, false);
-    auto value_opt = make_optimizer(5e-5, s.ppo_steps, 10, false);
+    auto policy_opt = make_optimizer(5e-5, s.ppo_steps, 10, false);
+    auto value_opt = make_optimizer(1e-4, s.ppo_steps, 10, false);
     rlhf::train::ppo_options o;
     o.generation = {.max_new_tokens = s.max_new_tokens, .stop_tokens = {codec.eos}};
     o.batch_size = s.ppo_batch;
     o.minibatches = 4;
-    o.ppo_epochs = 2;
+    o.ppo_epochs = 1;
     o.kl = rlhf::adaptive_kl{.init = 0.05, .target = 2.0, .horizon = 10000};
     o.score_normalizer = {.gain = 1.0, .bias = rm_bias};
     o.objective.ptx_coef = ptx_coef;
