@@ -113,6 +113,15 @@ void gemm(const cpu_backend& backend, index m, index n, index k, const T* a, ind
 /// every call; these read it once, in place.
 inline constexpr index small_rows = 16;
 
+/// A hint that *p will be read soon (nothing where the compiler has no prefetch builtin).
+inline void prefetch(const void* p) noexcept {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
 /// out (N, O) = in (N, I) · W (I, O) for N ≤ small_rows: for each column block, out rows stay in
 /// L1 while W's rows stream through once (out[r] += in[r, i]·W[i] for i in order).
 template <class T>
@@ -127,6 +136,8 @@ void small_rows_times(const cpu_backend& backend, T* out, const T* in, const T* 
             for (index r = 0; r < n; ++r) std::fill(out + r * out_dim + c0, out + r * out_dim + c0 + width, T(0));
             for (index i = 0; i < in_dim; ++i) {
               const T* wi = w + i * out_dim + c0;
+              if (i + 4 < in_dim)  // W streams from memory once: ask for the row 4 ahead
+                for (index c = 0; c < width; c += index(64 / sizeof(T))) prefetch(wi + 4 * out_dim + c);
               for (index r = 0; r < n; ++r) {
                 const T a = in[r * in_dim + i];
                 T* o = out + r * out_dim + c0;
@@ -157,6 +168,8 @@ void dot_rows(const float* a, index lda, const float* b, index ldb, float* c, in
     __m256 acc0[R], acc1[R];
     for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
     for (index q = 0; q < k8; q += 8) {
+      // The weights stream from memory once: ask for the rows 16 ahead while these are summed.
+      _mm_prefetch(reinterpret_cast<const char*>(b0 + 16 * ldb + 2 * q), _MM_HINT_T0);
       const __m256 w0 = _mm256_loadu_ps(b0 + q), w1 = _mm256_loadu_ps(b1 + q);
       for (int r = 0; r < R; ++r) {
         const __m256 x = _mm256_loadu_ps(a + r * lda + q);
@@ -275,11 +288,10 @@ void layernorm_backward(const cpu_backend& backend, T* dx, T* dweight, T* dbias,
   split(backend, n, parts_for(backend, work), [&](index, index r0, index r1) {
     for (index r = r0; r < r1; ++r) {
       const const_row_map<T> xr(x + r * d, d), g(dout + r * d, d);
-      const T s = rstd[r];
-      const Eigen::Array<T, 1, Eigen::Dynamic> norm = (xr - mean[r]) * s;
-      const Eigen::Array<T, 1, Eigen::Dynamic> dnorm = g * w;
-      const T a = dnorm.mean(), c = (dnorm * norm).mean();
-      row_map<T>(dx + r * d, d) += s * (dnorm - a - norm * c);
+      // dnorm = g·w, norm = (x − mean)·rstd: both re-formed on the fly (no temporaries).
+      const T s = rstd[r], m = mean[r];
+      const T a = (g * w).mean(), c = (g * w * (xr - m)).mean() * s;
+      row_map<T>(dx + r * d, d) += s * (g * w - a - (xr - m) * (s * c));
     }
   });
   split(backend, d, parts_for(backend, work), [&](index, index c0, index c1) {
@@ -312,12 +324,16 @@ void gelu_backward(const cpu_backend& backend, T* dx, const T* dout, const T* x,
   constexpr index block = 4096;
   const index blocks = (count + block - 1) / block;
   split(backend, blocks, parts_for(backend, double(count) * 40.0), [&](index, index b0, index b1) {
-    const index i0 = b0 * block, i1 = std::min(count, b1 * block);
-    const const_row_map<T> xs(x + i0, i1 - i0);
-    const Eigen::Array<T, 1, Eigen::Dynamic> t = (c * (xs + T(0.044715) * xs.cube())).tanh();
-    const Eigen::Array<T, 1, Eigen::Dynamic> grad =
-        T(0.5) * (T(1) + t) + T(0.5) * xs * (T(1) - t.square()) * c * (T(1) + T(3 * 0.044715) * xs.square());
-    row_map<T>(dx + i0, i1 - i0) = const_row_map<T>(dout + i0, i1 - i0) * grad;
+    alignas(64) T tanh_buffer[block];  // tanh is needed twice: computed once, on the stack
+    for (index blk = b0; blk < b1; ++blk) {
+      const index i0 = blk * block, i1 = std::min(count, (blk + 1) * block);
+      const const_row_map<T> xs(x + i0, i1 - i0);
+      row_map<T> t(tanh_buffer, i1 - i0);
+      t = (c * (xs + T(0.044715) * xs.cube())).tanh();
+      row_map<T>(dx + i0, i1 - i0) =
+          const_row_map<T>(dout + i0, i1 - i0) *
+          (T(0.5) * (T(1) + t) + T(0.5) * xs * (T(1) - t.square()) * c * (T(1) + T(3 * 0.044715) * xs.square()));
+    }
   });
 }
 
