@@ -96,10 +96,15 @@ struct numerical_event {
   bool operator==(const numerical_event&) const = default;
 };
 
-/// The diagnostic a trainer stops with: "<trainer>: step <k>: non-finite <tensor> (<value>)".
+/// The diagnostic a trainer stops with: "<trainer>: step <k>: non-finite <tensor> (<value>)"
+/// (value: nan, inf, -inf).
 [[nodiscard]] inline numerical_error to_error(std::string_view trainer, const numerical_event& e) {
   char value[32];
-  std::snprintf(value, sizeof value, "%g", e.value);
+  // NaN prints as "nan" whatever its sign bit (printf would write "-nan" for some NaNs).
+  if (std::isnan(e.value))
+    std::snprintf(value, sizeof value, "nan");
+  else
+    std::snprintf(value, sizeof value, "%g", e.value);
   return numerical_error(std::string(trainer) + ": step " + std::to_string(e.step) + ": non-finite " + e.tensor +
                              " (" + value + ")",
                          e.step, e.tensor, e.value);
