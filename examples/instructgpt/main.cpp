@@ -553,7 +553,7 @@ int main(int argc, char** argv) {
       const auto c = codec.completion_of(e.responses[i]);
       e.correct += instructgpt::labeler::correctness(eval_examples[i], c.text) == 1.0;
       e.stops += instructgpt::labeler::stops_after_answer(eval_examples[i], c);
-      e.full_stop += instructgpt::labeler::has_full_stop(c);
+      e.full_stop += instructgpt::labeler::has_full_stop(eval_examples[i], c);
       e.labeler_score += labeler.score(eval_examples[i], c);
       e.completions.push_back(c);
     }
@@ -600,8 +600,9 @@ int main(int argc, char** argv) {
   findings << "- The larger SFT model (" << results[1].parameters << " parameters, "
            << fixed(static_cast<double>(results[1].parameters) / static_cast<double>(sft_e.parameters), 1)
            << "x) against the small PPO-ptx model: it wins " << percent(large_vs_ptx) << " of comparisons"
-           << (large_vs_ptx < 0.5 ? " — the small RLHF model is preferred, as in the paper's 1.3B vs 175B finding."
-                                  : " — the larger SFT model is preferred in this run.")
+           << (large_vs_ptx < 0.5   ? " — the small RLHF model is preferred, as in the paper's 1.3B vs 175B finding."
+               : large_vs_ptx > 0.5 ? " — the larger SFT model is preferred in this run."
+                                    : " — a tie in this run.")
            << "\n";
   const double tax_ppo = ppo_e.heldout - sft_e.heldout, tax_ptx = ptx_e.heldout - sft_e.heldout;
   findings << "- Alignment tax (held-out pretraining loss minus SFT's): PPO " << fixed(tax_ppo, 3) << ", PPO-ptx "

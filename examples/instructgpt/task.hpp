@@ -10,6 +10,8 @@
 //   1. correctness — the answer, word for word (partial credit by position-wise word matches);
 //   2. stopping right after the answer (the end-of-text token, nothing more);
 //   3. a format convention the demonstrations rarely show: the answer ends with a full stop.
+// Criteria 2 and 3 count only for an attempt at an answer (a word of the quotation, or a number
+// word): "." alone earns nothing.
 // Like real labelers it is noisy: each judgement adds Gaussian noise (σ = 0.5) to the scores
 // before ranking, so two labelings of a pair that differs only in the full stop agree about three
 // times in four (the paper reports 72.6 % inter-labeler agreement).
@@ -213,21 +215,34 @@ class labeler {
     return std::clamp(c, 0.0, 1.0);
   }
 
-  /// True when the completion is the answer's words and nothing else, then end-of-text.
-  static bool stops_after_answer(const example& e, const completion& c) {
-    return c.stopped && words_of(c.text).size() <= words_of(e.answer).size();
+  /// An attempt at an answer: at least one word of the completion is a word of the prompt's
+  /// quotation or a number word. Stopping and the full stop earn nothing without one, so that
+  /// "." alone is not a good answer.
+  static bool attempts_answer(const example& e, const completion& c) {
+    for (const auto& w : words_of(c.text)) {
+      if (std::find(e.words.begin(), e.words.end(), w) != e.words.end()) return true;
+      for (std::size_t n = 0; n <= 8; ++n)
+        if (w == number_word(n)) return true;
+    }
+    return false;
   }
 
-  static bool has_full_stop(const completion& c) {
+  /// True when the completion is an attempt, the answer's length at most, then end-of-text.
+  static bool stops_after_answer(const example& e, const completion& c) {
+    return c.stopped && attempts_answer(e, c) && words_of(c.text).size() <= words_of(e.answer).size();
+  }
+
+  /// True when an attempt ends with a full stop.
+  static bool has_full_stop(const example& e, const completion& c) {
     std::string_view t = c.text;
     while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
-    return !t.empty() && t.back() == '.';
+    return !t.empty() && t.back() == '.' && attempts_answer(e, c);
   }
 
   double score(const example& e, const completion& c) const {
     return options_.correct_weight * correctness(e, c.text) +
            options_.stop_weight * (stops_after_answer(e, c) ? 1.0 : 0.0) +
-           options_.format_weight * (has_full_stop(c) ? 1.0 : 0.0);
+           options_.format_weight * (has_full_stop(e, c) ? 1.0 : 0.0);
   }
 
   /// A ranking of the completions, best first, from noisy scores (ties by index).
