@@ -44,16 +44,8 @@ pairwise_result pairwise_preference_loss(vector_view<const T> chosen, vector_vie
     const double c = static_cast<double>(chosen(i));
     const double r = static_cast<double>(rejected(i));
     const double m = has_margin ? static_cast<double>(margin(i)) : 0.0;
-    double loss = 0, dloss_dc = 0;
-    if (log_exp_form) {
-      const auto term = math::log_one_plus_exp((r - c) + m);
-      loss = term.loss;
-      dloss_dc = -term.slope;
-    } else {
-      const auto term = math::bradley_terry((c - r) - m);
-      loss = term.loss;
-      dloss_dc = term.slope;
-    }
+    const auto term = math::pairwise_term(c, r, m, log_exp_form);
+    const double loss = term.loss, dloss_dc = term.slope;
     const double sum = c + r;
     loss_sum += loss;
     center_sum += sum * sum;

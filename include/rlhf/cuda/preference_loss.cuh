@@ -40,16 +40,8 @@ __global__ void pairwise_loss_kernel(device_view<const T, 1> chosen, device_view
     const double c = static_cast<double>(chosen(i));
     const double r = static_cast<double>(rejected(i));
     const double m = has_margin ? static_cast<double>(margin(i)) : 0.0;
-    double loss = 0, dloss_dc = 0;
-    if (log_exp_form) {
-      const auto term = math::log_one_plus_exp((r - c) + m);
-      loss = term.loss;
-      dloss_dc = -term.slope;
-    } else {
-      const auto term = math::bradley_terry((c - r) - m);
-      loss = term.loss;
-      dloss_dc = term.slope;
-    }
+    const auto term = math::pairwise_term(c, r, m, log_exp_form);
+    const double loss = term.loss, dloss_dc = term.slope;
     const double sum = c + r;
     loss_sum += loss;
     center_sum += sum * sum;

@@ -80,4 +80,16 @@ static_assert(dpo_hinge(0.0, 0.5).loss == 1.0 && dpo_hinge(0.0, 0.5).slope == -0
 static_assert(dpo_hinge(2.0, 0.5).loss == 0.0 && dpo_hinge(2.0, 0.5).slope == 0.0);  // the kink
 static_assert(dpo_hinge(4.0, 0.5).loss == 0.0 && dpo_hinge(4.0, 0.5).slope == 0.0);
 
+/// One pair of the pairwise reward-model loss: the loss and d(loss)/d(chosen) (the rejected
+/// slope is its negative). `log_exp_form` evaluates log(1 + e^{(r − c) + m}) (the form some
+/// anchors write) instead of −log σ((c − r) − m); both are the same function.
+template <class T>
+RLHF_HOST_DEVICE inline loss_and_slope<T> pairwise_term(T chosen, T rejected, T margin, bool log_exp_form) noexcept {
+  if (log_exp_form) {
+    const auto term = log_one_plus_exp((rejected - chosen) + margin);
+    return {term.loss, -term.slope};
+  }
+  return bradley_terry((chosen - rejected) - margin);
+}
+
 }  // namespace rlhf::math
