@@ -68,7 +68,8 @@ struct settings {
 
   // Sizes: the full run fits about five minutes on two cores; --quick is a smoke run for CI.
   std::size_t vocab = 1024;
-  std::ptrdiff_t context = 48;
+  std::ptrdiff_t context = 64;  ///< positions the models have (prompt + response fit)
+  std::ptrdiff_t window = 48;   ///< tokens per pretraining window
   model_size small{2, 4, 96};
   model_size large{4, 4, 192};
   std::uint64_t pretrain_steps_small = 400;
@@ -82,6 +83,7 @@ struct settings {
   std::size_t ppo_batch = 32;
   std::size_t eval_prompts = 400;
   int max_new_tokens = 10;
+  double ppo_lr = 5e-5;  ///< policy; the value model uses twice this
 
   void make_quick() {
     quick = true;
@@ -94,7 +96,8 @@ struct settings {
     sft_epochs = 2;
     ranking_prompts = 160;
     rm_epochs = 1;
-    ppo_steps = 12;
+    ppo_steps = 40;
+    ppo_lr = 5e-4;  // the one-layer quick models barely move at the full run's rate
     ppo_batch = 16;
     eval_prompts = 64;
   }
@@ -385,13 +388,13 @@ int main(int argc, char** argv) {
 
   auto windows_of = [&](const token_sequence& tokens, std::size_t stride) {
     std::vector<token_sequence> w;
-    const auto len = static_cast<std::size_t>(s.context);
+    const auto len = static_cast<std::size_t>(s.window);
     for (std::size_t i = 0; i + len <= tokens.size(); i += stride)
       w.emplace_back(tokens.begin() + static_cast<std::ptrdiff_t>(i), tokens.begin() + static_cast<std::ptrdiff_t>(i + len));
     return w;
   };
-  const std::vector<token_sequence> pretrain_windows = windows_of(train_tokens, static_cast<std::size_t>(s.context) / 2);
-  std::vector<token_sequence> heldout_windows = windows_of(heldout_tokens, static_cast<std::size_t>(s.context));
+  const std::vector<token_sequence> pretrain_windows = windows_of(train_tokens, static_cast<std::size_t>(s.window) / 2);
+  std::vector<token_sequence> heldout_windows = windows_of(heldout_tokens, static_cast<std::size_t>(s.window));
   if (heldout_windows.size() > (s.quick ? 32u : 160u)) heldout_windows.resize(s.quick ? 32 : 160);
 
   // ---- pretraining ------------------------------------------------------------------------------
@@ -410,7 +413,7 @@ int main(int argc, char** argv) {
     recorder rec(out / ("pretrain_" + std::string(name) + ".jsonl"), {"loss"}, print_every);
     trainer.fit(ex, {.epochs = 1000, .max_steps = steps, .on_step = std::ref(rec)});
     say("[2] pretrain %-5s: %zu parameters, %llu steps of 16x%td tokens in %.1f s, held-out loss %.3f\n", name,
-        static_cast<std::size_t>(model.parameter_count()), static_cast<unsigned long long>(steps), s.context,
+        static_cast<std::size_t>(model.parameter_count()), static_cast<unsigned long long>(steps), s.window,
         seconds_since(t), heldout_loss(model, heldout_windows, codec.eos, s.threads));
   };
   rlhf::gpt small = make_model(s, s.small, vocab, s.seed);
@@ -505,8 +508,8 @@ int main(int argc, char** argv) {
     rlhf::gpt policy = small;
     rlhf::gpt reference = small;
     rlhf::gpt value = rm.with_head(rlhf::gpt_head::value);
-    auto policy_opt = make_optimizer(5e-5, s.ppo_steps, 10, false);
-    auto value_opt = make_optimizer(1e-4, s.ppo_steps, 10, false);
+    auto policy_opt = make_optimizer(s.ppo_lr, s.ppo_steps, 10, false);
+    auto value_opt = make_optimizer(2 * s.ppo_lr, s.ppo_steps, 10, false);
     rlhf::train::ppo_options o;
     o.generation = {.max_new_tokens = s.max_new_tokens, .stop_tokens = {codec.eos}};
     o.batch_size = s.ppo_batch;
