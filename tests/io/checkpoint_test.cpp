@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/named_tensors.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -24,16 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 template <class T>
-struct toy_model {
-  using scalar_type = T;
-  struct tensor {
-    std::string name;
-    std::vector<std::int64_t> shape;
-    std::vector<T> value;
-    std::vector<T> grad;
-  };
-  std::vector<tensor> tensors;
-
+struct toy_model : rlhf::test::named_tensors<T> {
   explicit toy_model(std::uint64_t seed) {
     rlhf::rng gen{{.seed = seed}};
     auto add = [&](std::string name, std::vector<std::int64_t> shape) {
@@ -41,24 +34,12 @@ struct toy_model {
       for (auto d : shape) n *= static_cast<std::size_t>(d);
       std::vector<T> v(n);
       for (auto& x : v) x = gen.normal<T>();
-      tensors.push_back({std::move(name), std::move(shape), std::move(v), std::vector<T>(n, T(0))});
+      this->tensors.push_back({std::move(name), std::move(shape), std::move(v), std::vector<T>(n, T(0))});
     };
     add("wte.weight", {7, 3});
     add("h.0.attn.c_attn.weight", {3, 9});
     add("h.0.attn.c_attn.bias", {9});
     add("ln_f.weight", {3});
-  }
-  std::vector<rlhf::parameter_ref<T>> parameters() {
-    std::vector<rlhf::parameter_ref<T>> refs;
-    for (auto& t : tensors)
-      refs.push_back({t.name, rlhf::vector_view<T>(t.value.data(), t.value.size()),
-                      rlhf::vector_view<T>(t.grad.data(), t.grad.size())});
-    return refs;
-  }
-  std::vector<std::int64_t> shape(std::string_view name) const {
-    for (const auto& t : tensors)
-      if (t.name == name) return t.shape;
-    return {};
   }
 };
 

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/named_tensors.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -25,37 +27,7 @@ const std::string corpus = std::string(RLHF_TEST_DATA_DIR) + "/safetensors";
 
 /// A toy Trainable model with GPT-2 tensor names and shapes.
 template <class T>
-struct toy_model {
-  using scalar_type = T;
-  struct tensor {
-    std::string name;
-    std::vector<std::int64_t> shape;
-    std::vector<T> value;
-    std::vector<T> grad;
-  };
-  std::vector<tensor> tensors;
-
-  void add(std::string name, std::vector<std::int64_t> shape, std::uint64_t seed) {
-    std::size_t n = 1;
-    for (auto d : shape) n *= static_cast<std::size_t>(d);
-    rlhf::rng gen{{.seed = seed}};
-    std::vector<T> v(n);
-    for (auto& x : v) x = gen.normal<T>();
-    tensors.push_back({std::move(name), std::move(shape), std::move(v), std::vector<T>(n, T(0))});
-  }
-  std::vector<rlhf::parameter_ref<T>> parameters() {
-    std::vector<rlhf::parameter_ref<T>> refs;
-    for (auto& t : tensors)
-      refs.push_back({t.name, rlhf::vector_view<T>(t.value.data(), t.value.size()),
-                      rlhf::vector_view<T>(t.grad.data(), t.grad.size())});
-    return refs;
-  }
-  std::vector<std::int64_t> shape(std::string_view name) const {
-    for (const auto& t : tensors)
-      if (t.name == name) return t.shape;
-    return {};
-  }
-};
+using toy_model = rlhf::test::named_tensors<T>;
 static_assert(rlhf::Trainable<toy_model<float>>);
 
 template <class T>

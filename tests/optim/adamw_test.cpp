@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/named_tensors.hpp"
+
 #include "support/golden.hpp"
 #include "support/random.hpp"
 #include "support/tolerances.hpp"
@@ -19,29 +21,7 @@ namespace {
 
 /// A toy Trainable model: named flat tensors with shapes.
 template <class T>
-struct toy_model {
-  using scalar_type = T;
-  struct tensor {
-    std::string name;
-    std::vector<std::int64_t> shape;
-    std::vector<T> value;
-    std::vector<T> grad;
-  };
-  std::vector<tensor> tensors;
-
-  std::vector<rlhf::parameter_ref<T>> parameters() {
-    std::vector<rlhf::parameter_ref<T>> refs;
-    for (auto& t : tensors)
-      refs.push_back({t.name, rlhf::vector_view<T>(t.value.data(), t.value.size()),
-                      rlhf::vector_view<T>(t.grad.data(), t.grad.size())});
-    return refs;
-  }
-  std::vector<std::int64_t> shape(std::string_view name) const {
-    for (const auto& t : tensors)
-      if (t.name == name) return t.shape;
-    return {};
-  }
-};
+using toy_model = rlhf::test::named_tensors<T>;
 
 static_assert(rlhf::Trainable<toy_model<float>>);
 static_assert(rlhf::Optimizer<rlhf::adamw<float>, toy_model<float>>);
