@@ -519,16 +519,29 @@ class safetensors_file {
                                sax.error.empty() ? std::string("the header is not valid JSON") : sax.error);
     metadata_ = std::move(sax.metadata);
     // 6–9. offsets, sizes
+    // Sort an index by (begin, end) rather than the entries themselves: the keys are read once,
+    // plain integers, and equal keys keep their header order.
     auto& entries = sax.tensors;
-    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-      return std::pair((*a.offsets)[0], (*a.offsets)[1]) < std::pair((*b.offsets)[0], (*b.offsets)[1]);
+    struct data_span {
+      std::uint64_t begin, end;
+      std::size_t entry;
+    };
+    std::vector<data_span> order;
+    order.reserve(entries.size());
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const std::vector<std::uint64_t>& offsets = *entries[i].offsets;
+      order.push_back({offsets[0], offsets[1], i});
+    }
+    std::stable_sort(order.begin(), order.end(), [](const data_span& a, const data_span& b) {
+      return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
     });
     const std::uint64_t data_bytes = available - n;
     const std::byte* data = bytes.data() + 8 + n;
     std::uint64_t start = 0;
     tensors_.reserve(entries.size());
-    for (auto& e : entries) {
-      const std::uint64_t b = (*e.offsets)[0], end = (*e.offsets)[1];
+    for (const data_span& span : order) {
+      auto& e = entries[span.entry];
+      const std::uint64_t b = span.begin, end = span.end;
       if (b != start || end < b)
         detail::safetensors_fail(src, "InvalidOffset", "tensor '" + e.name + "' has data_offsets [" + std::to_string(b) +
                                                            ", " + std::to_string(end) + "] but must start at " +
