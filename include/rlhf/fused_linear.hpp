@@ -94,8 +94,8 @@ void require_rows_if_given(const char* function, const char* name, const V& v, s
 #if !defined(__CUDACC__)
 template <class T>
 void fused_linear_logprobs_checked(const cpu_backend& backend, matrix_view<const T> hidden,
-                                   matrix_view<const T> unembedding, vector_view<const token_id> labels,
-                                   const fused_linear_outputs<T>& out, const fused_linear_options& options) {
+                            matrix_view<const T> unembedding, vector_view<const token_id> labels,
+                            const fused_linear_outputs<T>& out, const fused_linear_options& options) {
   constexpr const char* function = "rlhf::fused_linear_logprobs()";
   check_fused_linear_inputs(function, hidden, unembedding, labels, options);
   const std::ptrdiff_t n_rows = hidden.extent(0);
@@ -108,11 +108,11 @@ void fused_linear_logprobs_checked(const cpu_backend& backend, matrix_view<const
 
 template <class T>
 void fused_linear_logprobs_backward_checked(const cpu_backend& backend, matrix_view<const T> hidden,
-                                            matrix_view<const T> unembedding, vector_view<const token_id> labels,
-                                            vector_view<const T> logsumexp, vector_view<const T> entropy,
-                                            vector_view<const T> grad_logp, vector_view<const T> grad_entropy,
-                                            matrix_view<T> dhidden, matrix_view<T> dunembedding,
-                                            const fused_linear_options& options) {
+                                     matrix_view<const T> unembedding, vector_view<const token_id> labels,
+                                     vector_view<const T> logsumexp, vector_view<const T> entropy,
+                                     vector_view<const T> grad_logp, vector_view<const T> grad_entropy,
+                                     matrix_view<T> dhidden, matrix_view<T> dunembedding,
+                                     const fused_linear_options& options) {
   constexpr const char* function = "rlhf::fused_linear_logprobs_backward()";
   check_fused_linear_inputs(function, hidden, unembedding, labels, options);
   const std::ptrdiff_t n_rows = hidden.extent(0);
@@ -134,37 +134,49 @@ void fused_linear_logprobs_backward_checked(const cpu_backend& backend, matrix_v
 }  // namespace detail
 
 #if !defined(__CUDACC__)
+// The entry points below are templates on the backend type only (the views stay concrete, so
+// non-const views still convert): a translation unit that includes this header without calling
+// them then compiles none of the float and double GEMM kernels behind them.
+namespace detail {
+template <class Backend>
+concept cpu_backend_type = std::same_as<Backend, cpu_backend>;
+}  // namespace detail
+
 /// logp (and optionally entropy, logsumexp) of labels under softmax(hidden · Wᵀ / τ), (N) each.
 /// labels must lie in [0, V). Overloaded for float and double.
-inline void fused_linear_logprobs(const cpu_backend& backend, matrix_view<const float> hidden,
-                                  matrix_view<const float> unembedding, vector_view<const token_id> labels,
-                                  fused_linear_outputs<float> out, const fused_linear_options& options = {}) {
+template <detail::cpu_backend_type Backend>
+void fused_linear_logprobs(const Backend& backend, matrix_view<const float> hidden,
+                           matrix_view<const float> unembedding, vector_view<const token_id> labels,
+                           fused_linear_outputs<float> out, const fused_linear_options& options = {}) {
   detail::fused_linear_logprobs_checked<float>(backend, hidden, unembedding, labels, out, options);
 }
-inline void fused_linear_logprobs(const cpu_backend& backend, matrix_view<const double> hidden,
-                                  matrix_view<const double> unembedding, vector_view<const token_id> labels,
-                                  fused_linear_outputs<double> out, const fused_linear_options& options = {}) {
+template <detail::cpu_backend_type Backend>
+void fused_linear_logprobs(const Backend& backend, matrix_view<const double> hidden,
+                           matrix_view<const double> unembedding, vector_view<const token_id> labels,
+                           fused_linear_outputs<double> out, const fused_linear_options& options = {}) {
   detail::fused_linear_logprobs_checked<double>(backend, hidden, unembedding, labels, out, options);
 }
 
 /// Gradients of Σ_n grad_logp_n·logp_n + grad_entropy_n·H_n: dhidden (N, D) is written,
 /// dunembedding (V, D) is accumulated (+=). logsumexp is the forward's; entropy (the forward's)
 /// is needed only with grad_entropy (both may be empty). Same options as the forward.
-inline void fused_linear_logprobs_backward(const cpu_backend& backend, matrix_view<const float> hidden,
-                                           matrix_view<const float> unembedding, vector_view<const token_id> labels,
-                                           vector_view<const float> logsumexp, vector_view<const float> entropy,
-                                           vector_view<const float> grad_logp, vector_view<const float> grad_entropy,
-                                           matrix_view<float> dhidden, matrix_view<float> dunembedding,
-                                           const fused_linear_options& options = {}) {
+template <detail::cpu_backend_type Backend>
+void fused_linear_logprobs_backward(const Backend& backend, matrix_view<const float> hidden,
+                                    matrix_view<const float> unembedding, vector_view<const token_id> labels,
+                                    vector_view<const float> logsumexp, vector_view<const float> entropy,
+                                    vector_view<const float> grad_logp, vector_view<const float> grad_entropy,
+                                    matrix_view<float> dhidden, matrix_view<float> dunembedding,
+                                    const fused_linear_options& options = {}) {
   detail::fused_linear_logprobs_backward_checked<float>(backend, hidden, unembedding, labels, logsumexp, entropy,
                                                         grad_logp, grad_entropy, dhidden, dunembedding, options);
 }
-inline void fused_linear_logprobs_backward(const cpu_backend& backend, matrix_view<const double> hidden,
-                                           matrix_view<const double> unembedding, vector_view<const token_id> labels,
-                                           vector_view<const double> logsumexp, vector_view<const double> entropy,
-                                           vector_view<const double> grad_logp, vector_view<const double> grad_entropy,
-                                           matrix_view<double> dhidden, matrix_view<double> dunembedding,
-                                           const fused_linear_options& options = {}) {
+template <detail::cpu_backend_type Backend>
+void fused_linear_logprobs_backward(const Backend& backend, matrix_view<const double> hidden,
+                                    matrix_view<const double> unembedding, vector_view<const token_id> labels,
+                                    vector_view<const double> logsumexp, vector_view<const double> entropy,
+                                    vector_view<const double> grad_logp, vector_view<const double> grad_entropy,
+                                    matrix_view<double> dhidden, matrix_view<double> dunembedding,
+                                    const fused_linear_options& options = {}) {
   detail::fused_linear_logprobs_backward_checked<double>(backend, hidden, unembedding, labels, logsumexp, entropy,
                                                          grad_logp, grad_entropy, dhidden, dunembedding, options);
 }
@@ -172,9 +184,10 @@ inline void fused_linear_logprobs_backward(const cpu_backend& backend, matrix_vi
 /// Bytes of workspace one call allocates (Eigen's GEMM packing buffers not included): forward
 /// min(256, N)·vocab_block elements of logits plus per-row states per busy thread; backward
 /// N·vocab_block elements. `element_bytes` = sizeof(float) or sizeof(double).
-inline std::size_t fused_linear_workspace_bytes(const cpu_backend& backend, std::ptrdiff_t n_rows, std::ptrdiff_t n_vocab,
-                                                std::size_t element_bytes, bool backward,
-                                                const fused_linear_options& options = {}) {
+template <detail::cpu_backend_type Backend>
+std::size_t fused_linear_workspace_bytes(const Backend& backend, std::ptrdiff_t n_rows, std::ptrdiff_t n_vocab,
+                                         std::size_t element_bytes, bool backward,
+                                         const fused_linear_options& options = {}) {
   return element_bytes == sizeof(double)
              ? cpu_impl::fused_linear_workspace_bytes<double>(n_rows, n_vocab, options.vocab_block, backend.threads, backward)
              : cpu_impl::fused_linear_workspace_bytes<float>(n_rows, n_vocab, options.vocab_block, backend.threads, backward);
